@@ -1,0 +1,82 @@
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CaInvalidError, CaNotReadyError } from '../errors.js';
+import type { AuthorityPem } from '../pki/authority.js';
+import { writeFileAtomic } from './atomic-write.js';
+
+/** Istio's plug-in CA file names, so existing `cacerts` material drops in unchanged. */
+export const AUTHORITY_FILES = {
+  cert: 'ca-cert.pem',
+  key: 'ca-key.pem',
+  chain: 'cert-chain.pem',
+  root: 'root-cert.pem',
+} as const;
+
+async function readOptional(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export interface ReadAuthorityResult extends AuthorityPem {
+  /** Problems worth a warning that do not stop the CA (e.g. a key file others can read). */
+  readonly warnings: readonly string[];
+}
+
+/** Reads CA material from a data directory. Missing required files are a clear, coded error. */
+export async function readAuthorityFiles(dataDir: string): Promise<ReadAuthorityResult> {
+  const [certPem, keyPem, chainPem, rootPem] = await Promise.all(
+    [AUTHORITY_FILES.cert, AUTHORITY_FILES.key, AUTHORITY_FILES.chain, AUTHORITY_FILES.root].map((f) =>
+      readOptional(join(dataDir, f)),
+    ),
+  );
+  if (certPem === undefined && keyPem === undefined) {
+    throw new CaNotReadyError(`no CA in ${dataDir}: run \`meshca ca init --data-dir ${dataDir}\` or install plug-in CA files`, {
+      rule: 'missing',
+    });
+  }
+  const missing = [
+    certPem === undefined && AUTHORITY_FILES.cert,
+    keyPem === undefined && AUTHORITY_FILES.key,
+  ].filter(Boolean);
+  if (missing.length > 0) {
+    throw new CaInvalidError(`CA in ${dataDir} is incomplete: missing ${missing.join(', ')}`, { rule: 'missing' });
+  }
+  const warnings: string[] = [];
+  const keyMode = (await stat(join(dataDir, AUTHORITY_FILES.key))).mode & 0o777;
+  if ((keyMode & 0o077) !== 0) {
+    warnings.push(`${join(dataDir, AUTHORITY_FILES.key)} is readable by others (mode ${keyMode.toString(8)}); it should be 0600`);
+  }
+  return {
+    certPem: certPem!,
+    keyPem: keyPem!,
+    ...(chainPem === undefined ? {} : { chainPem }),
+    // A self-signed CA may ship without root-cert.pem: the CA cert is then its own root.
+    rootPem: rootPem ?? certPem!,
+    warnings,
+  };
+}
+
+export interface WriteAuthorityOptions {
+  readonly force?: boolean;
+}
+
+/** Writes a CA's files; refuses to replace an existing CA key unless `force` is set. */
+export async function writeAuthorityFiles(dataDir: string, pem: AuthorityPem, options: WriteAuthorityOptions = {}): Promise<void> {
+  await mkdir(dataDir, { recursive: true, mode: 0o755 });
+  if (!options.force) {
+    for (const name of [AUTHORITY_FILES.cert, AUTHORITY_FILES.key]) {
+      if ((await readOptional(join(dataDir, name))) !== undefined) {
+        throw new CaInvalidError(`a CA already exists in ${dataDir} (${name}); pass --force to replace it`, { rule: 'exists' });
+      }
+    }
+  }
+  // Key first: a crash between writes leaves no certificate that lacks its key.
+  await writeFileAtomic(join(dataDir, AUTHORITY_FILES.key), pem.keyPem, 0o600);
+  await writeFileAtomic(join(dataDir, AUTHORITY_FILES.cert), pem.certPem);
+  await writeFileAtomic(join(dataDir, AUTHORITY_FILES.chain), pem.chainPem ?? pem.certPem);
+  await writeFileAtomic(join(dataDir, AUTHORITY_FILES.root), pem.rootPem);
+}
