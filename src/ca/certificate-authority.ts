@@ -108,8 +108,9 @@ export class CertificateAuthority {
     if (now >= this.authority.notAfter.getTime()) {
       throw new CaNotReadyError(`CA certificate expired at ${this.authority.notAfter.toISOString()}`, { rule: 'ca-expired' });
     }
+    // The validity window is exactly the TTL, starting a little in the past for clock skew.
     const notBefore = new Date(Math.floor((now - this.#backdateMs) / 1000) * 1000);
-    const notAfter = new Date(Math.min(Math.floor(now / 1000) * 1000 + ttlSeconds * 1000, this.authority.notAfter.getTime()));
+    const notAfter = new Date(Math.min(notBefore.getTime() + ttlSeconds * 1000, this.authority.notAfter.getTime()));
     const serial = this.#newSerial();
     const tbs = this.#template.buildTbs({
       serial,

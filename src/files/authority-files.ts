@@ -1,7 +1,7 @@
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CaInvalidError, CaNotReadyError } from '../errors.js';
-import type { AuthorityPem } from '../pki/authority.js';
+import { loadAuthority, type Authority, type AuthorityPem } from '../pki/authority.js';
 import { writeFileAtomic } from './atomic-write.js';
 
 /** Istio's plug-in CA file names, so existing `cacerts` material drops in unchanged. */
@@ -79,4 +79,10 @@ export async function writeAuthorityFiles(dataDir: string, pem: AuthorityPem, op
   await writeFileAtomic(join(dataDir, AUTHORITY_FILES.cert), pem.certPem);
   await writeFileAtomic(join(dataDir, AUTHORITY_FILES.chain), pem.chainPem ?? pem.certPem);
   await writeFileAtomic(join(dataDir, AUTHORITY_FILES.root), pem.rootPem);
+}
+
+/** Reads and validates the CA in `dataDir`: the one way the CLI and the service open a CA. */
+export async function loadAuthorityFromDir(dataDir: string, now: Date): Promise<{ authority: Authority; warnings: readonly string[] }> {
+  const files = await readAuthorityFiles(dataDir);
+  return { authority: loadAuthority(files, now), warnings: files.warnings };
 }

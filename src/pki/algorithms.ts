@@ -86,8 +86,10 @@ export function keyKindOf(key: KeyObject): KeyKind | undefined {
 export function describeKey(key: KeyObject): string {
   const details = key.asymmetricKeyDetails;
   switch (key.asymmetricKeyType) {
-    case 'ec':
-      return `EC ${details?.namedCurve ?? 'unknown curve'}`;
+    case 'ec': {
+      const curve = details?.namedCurve;
+      return `EC ${curve === 'prime256v1' ? 'P-256' : curve === 'secp384r1' ? 'P-384' : curve === 'secp521r1' ? 'P-521' : (curve ?? 'unknown curve')}`;
+    }
     case 'rsa':
     case 'rsa-pss':
       return `${key.asymmetricKeyType.toUpperCase()} ${details?.modulusLength ?? '?'} bits`;

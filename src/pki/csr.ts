@@ -20,6 +20,7 @@ import {
   type DerElement,
 } from './der.js';
 import { decodePem, encodePem, PemError } from './pem.js';
+import { readPublicKeyInfo, type PublicKeyInfo } from './spki.js';
 
 /** Default cap on a CSR's encoded size; a P-256 CSR with one URI SAN is ~300 bytes. */
 export const DEFAULT_MAX_CSR_BYTES = 16 * 1024;
@@ -37,6 +38,7 @@ export interface Csr {
   /** The SubjectPublicKeyInfo, exactly as encoded; copied verbatim into the certificate. */
   readonly spki: Uint8Array;
   readonly publicKey: KeyObject;
+  readonly keyDescription: string;
   /** The key kind when meshca accepts the key; undefined for unsupported keys. */
   readonly keyKind: KeyKind | undefined;
   readonly signatureAlgorithm: SignatureAlgorithm | undefined;
@@ -142,9 +144,9 @@ export function parseCsr(input: string | Uint8Array, options: ParseCsrOptions = 
     const signatureAlgorithmOid = decodeOid(contentOf(der, algOidEl));
     const signature = readBitStringBytes(der, sigEl);
     const spki = bytesOf(der, spkiEl);
-    let publicKey: KeyObject;
+    let key: PublicKeyInfo;
     try {
-      publicKey = createPublicKey({ key: Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength), format: 'der', type: 'spki' });
+      key = readPublicKeyInfo(spki);
     } catch (err) {
       throw new CsrError('CSR public key cannot be decoded', { rule: 'public-key', cause: err });
     }
@@ -152,8 +154,9 @@ export function parseCsr(input: string | Uint8Array, options: ParseCsrOptions = 
       der,
       info: bytesOf(der, infoEl),
       spki,
-      publicKey,
-      keyKind: keyKindOf(publicKey),
+      publicKey: key.publicKey,
+      keyDescription: key.description,
+      keyKind: key.kind,
       signatureAlgorithm: SIGNATURE_ALGORITHMS[signatureAlgorithmOid],
       signatureAlgorithmOid,
       signature,
@@ -169,7 +172,7 @@ export function parseCsr(input: string | Uint8Array, options: ParseCsrOptions = 
 export function checkCsrKey(csr: Csr): KeyKind {
   if (csr.keyKind === undefined) {
     throw new CsrError(
-      `CSR key ${describeKey(csr.publicKey)} is not accepted (use EC P-256/P-384, RSA 2048/3072/4096 or Ed25519)`,
+      `CSR key ${csr.keyDescription} is not accepted (use EC P-256/P-384, RSA 2048/3072/4096 or Ed25519)`,
       { rule: 'weak-key' },
     );
   }
@@ -185,7 +188,7 @@ export function verifyCsrSignature(csr: Csr): void {
   const keyType = csr.publicKey.asymmetricKeyType;
   const compatible = alg.hash === null ? keyType === 'ed25519' : alg.name.startsWith('ecdsa') ? keyType === 'ec' : keyType === 'rsa';
   if (!compatible) {
-    throw new CsrError(`CSR signature algorithm ${alg.name} does not fit its ${describeKey(csr.publicKey)} key`, {
+    throw new CsrError(`CSR signature algorithm ${alg.name} does not fit its ${csr.keyDescription} key`, {
       rule: 'signature-algorithm',
     });
   }

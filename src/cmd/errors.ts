@@ -1,0 +1,20 @@
+import { ConfigError, isIdentityError } from '../errors.js';
+
+/** Exit codes: 1 for a refused operation, 2 for bad usage or configuration. */
+export function reportCliError(err: unknown, stderr: NodeJS.WritableStream = process.stderr): number {
+  if (err instanceof ConfigError) {
+    stderr.write(`meshca: ${err.message}\n`);
+    return 2;
+  }
+  if (isIdentityError(err)) {
+    stderr.write(`meshca: ${err.message} [${err.code}${err.rule ? `/${err.rule}` : ''}]\n`);
+    return 1;
+  }
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'ENOENT' || e?.code === 'EACCES' || e?.code === 'EISDIR') {
+    stderr.write(`meshca: ${e.message}\n`);
+    return 1;
+  }
+  stderr.write(`meshca: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return 1;
+}

@@ -1,0 +1,30 @@
+import { readFile } from 'node:fs/promises';
+import { Command } from 'commander';
+import { ConfigError } from '../errors.js';
+import { describePem } from '../pki/describe.js';
+import type { CliIo } from './ca-commands.js';
+import { formatDescriptions } from './output.js';
+
+export function buildInspectCommand(io: CliIo): Command {
+  return new Command('inspect')
+    .description('show certificates and CSRs in PEM files, SPIFFE-aware (SPIFFE ID, time left, key, extensions)')
+    .argument('<files...>', 'PEM files (- for stdin)')
+    .option('--json', 'print JSON instead of text', false)
+    .action(async (files: string[], opts: { json: boolean }) => {
+      const all = [];
+      for (const file of files) {
+        const text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+        const descriptions = describePem(text, io.clock.now());
+        if (descriptions.length === 0) throw new ConfigError([`${file}: no PEM certificate or certificate request found`]);
+        if (opts.json) all.push({ file, items: descriptions });
+        else io.stdout.write(formatDescriptions(descriptions, file));
+      }
+      if (opts.json) io.stdout.write(JSON.stringify(all, null, 2) + '\n');
+    });
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
