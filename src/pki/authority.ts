@@ -3,7 +3,7 @@ import * as x509 from '@peculiar/x509';
 import { createPrivateKey, createPublicKey, randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import { CaInvalidError } from '../errors.js';
 import { describeKey, keyKindOf, type KeyKind } from './algorithms.js';
-import { readCertificateFields, readKeyUsage, readSubjectKeyId } from './certificate-fields.js';
+import { readCertificateFields, readIsCa, readKeyUsage, readSubjectKeyId } from './certificate-fields.js';
 import { exportPrivateKeyPem, generateKey } from './keys.js';
 import { decodePem } from './pem.js';
 import { createKeySigner, type Signer } from './signer.js';
@@ -64,7 +64,9 @@ function parsePrivateKey(pem: string): KeyObject {
 }
 
 function describeCert(cert: X509Certificate): string {
-  return `"${cert.subject.replace(/\n/g, ', ') || '(empty subject)'}" (serial ${cert.serialNumber})`;
+  // Node reports an empty subject as undefined despite its typings.
+  const subject = (cert.subject as string | undefined)?.replace(/\n/g, ', ');
+  return `"${subject || '(empty subject)'}" (serial ${cert.serialNumber})`;
 }
 
 function checkValidAt(cert: X509Certificate, now: Date, what: string): void {
@@ -81,8 +83,10 @@ function checkValidAt(cert: X509Certificate, now: Date, what: string): void {
 }
 
 function checkIsCa(cert: X509Certificate, what: string): void {
-  if (!cert.ca) throw new CaInvalidError(`${what} ${describeCert(cert)} is not a CA (basicConstraints CA:false)`, { rule: 'not-ca' });
-  const usage = readKeyUsage(readCertificateFields(cert.raw));
+  // Read the extensions ourselves: Node's `ca` folds key usage in and cannot say which is wrong.
+  const fields = readCertificateFields(cert.raw);
+  if (!readIsCa(fields)) throw new CaInvalidError(`${what} ${describeCert(cert)} is not a CA (basicConstraints CA:false)`, { rule: 'not-ca' });
+  const usage = readKeyUsage(fields);
   if (usage && !usage.keyCertSign) {
     throw new CaInvalidError(`${what} ${describeCert(cert)} lacks the keyCertSign key usage`, { rule: 'key-usage' });
   }
@@ -134,7 +138,7 @@ export function loadAuthority(pem: AuthorityPem, now: Date): Authority {
     const next = pool.find((c) => !intermediates.includes(c) && signs(c, current));
     if (!next) {
       throw new CaInvalidError(
-        `CA chain is broken: no certificate in cert-chain.pem or root-cert.pem signed ${describeCert(current)} (issuer "${current.issuer.replace(/\n/g, ', ')}")`,
+        `CA chain is broken: no certificate in cert-chain.pem or root-cert.pem signed ${describeCert(current)} (issuer "${(current.issuer as string | undefined)?.replace(/\n/g, ', ') ?? ''}")`,
         { rule: 'chain' },
       );
     }

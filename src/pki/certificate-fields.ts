@@ -77,3 +77,12 @@ export function computeKeyId(spki: Uint8Array): Uint8Array {
   if (!keyBits) throw new DerError('malformed SubjectPublicKeyInfo');
   return new Uint8Array(createHash('sha1').update(readBitStringBytes(spki, keyBits)).digest());
 }
+
+/** basicConstraints cA, false when the extension is absent (RFC 5280 4.2.1.9). */
+export function readIsCa(fields: CertificateFields): boolean {
+  const ext = fields.extensions.get(OID.basicConstraints);
+  if (!ext) return false;
+  const seq = expectElement(ext.value, 0, TAG.SEQUENCE);
+  const [first] = readChildren(ext.value, seq);
+  return first?.tag === TAG.BOOLEAN && ext.value[first.contentStart] !== 0;
+}

@@ -1,5 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { OID, type KeyKind } from './algorithms.js';
+import { describeKey, OID, type KeyKind } from './algorithms.js';
 import { contentOf, decodeOid, DerError, expectElement, readBitStringBytes, readChildren, readElement, TAG } from './der.js';
 
 export interface PublicKeyInfo {
@@ -51,8 +51,7 @@ export function readPublicKeyInfo(spki: Uint8Array): PublicKeyInfo {
       return { kind: curve.kind, description: `EC ${curve.crv}`, publicKey: createPublicKey({ key: { kty: 'EC', crv: curve.crv, x, y }, format: 'jwk' }) };
     }
     const publicKey = fromSpkiDer(spki);
-    const name = publicKey.asymmetricKeyDetails?.namedCurve ?? curveOid;
-    return { kind: curve?.kind, description: `EC ${name}`, publicKey };
+    return { kind: curve?.kind, description: describeKey(publicKey), publicKey };
   }
   if (algorithm === OID.rsaEncryption) {
     const publicKey = fromSpkiDer(spki);
