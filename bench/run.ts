@@ -1,0 +1,39 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { formatTable, type BenchResult } from './harness.js';
+import { benchIssuance } from './issuance.js';
+
+/**
+ * `npm run bench [-- --quick] [-- suite...]`: prints a table and writes bench/results.json
+ * (name -> value, baseline, ratio) so runs can be compared.
+ */
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const selected = args.filter((a) => !a.startsWith('--'));
+const suites: Record<string, () => Promise<BenchResult[]>> = {
+  issuance: () => benchIssuance({ rounds: quick ? 1 : 3, durationMs: quick ? 300 : 1500 }),
+};
+
+const results: BenchResult[] = [];
+for (const [name, run] of Object.entries(suites)) {
+  if (selected.length > 0 && !selected.includes(name)) continue;
+  process.stderr.write(`suite ${name}\n`);
+  results.push(...(await run()));
+}
+process.stdout.write(`\n${formatTable(results)}\n`);
+const out = join(dirname(fileURLToPath(import.meta.url)), 'results.json');
+await mkdir(dirname(out), { recursive: true });
+await writeFile(
+  out,
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      node: process.version,
+      results: Object.fromEntries(results.map((r) => [r.name, { value: r.value, unit: r.unit, baseline: r.baseline, ratio: r.ratio, target: r.target, met: r.met }])),
+    },
+    null,
+    2,
+  ) + '\n',
+);
+process.stdout.write(`\nwrote ${out}\n`);
