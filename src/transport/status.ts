@@ -1,0 +1,65 @@
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { ErrorCode } from '../errors.js';
+import { isIdentityError } from '../errors.js';
+
+/**
+ * The only place error codes become wire statuses. Anything that is not an IdentityError is a
+ * bug: it becomes an opaque 500 / INTERNAL and its cause is logged, never sent.
+ */
+export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
+  ERR_SPIFFE_ID_INVALID: 400,
+  ERR_SVID_INVALID: 400,
+  ERR_SVID_UNTRUSTED: 401,
+  ERR_BUNDLE_INVALID: 400,
+  ERR_CSR_INVALID: 400,
+  ERR_IDENTITY_MISMATCH: 403,
+  ERR_AUTHN_FAILED: 401,
+  ERR_AUTHN_UNAVAILABLE: 503,
+  ERR_AUTHZ_DENIED: 403,
+  ERR_CA_NOT_READY: 503,
+  ERR_CA_INVALID: 500,
+  ERR_TTL_INVALID: 400,
+  ERR_RATE_LIMITED: 429,
+  ERR_CONFIG_INVALID: 500,
+};
+
+export const GRPC_STATUS: Readonly<Record<ErrorCode, GrpcStatus>> = {
+  ERR_SPIFFE_ID_INVALID: GrpcStatus.INVALID_ARGUMENT,
+  ERR_SVID_INVALID: GrpcStatus.INVALID_ARGUMENT,
+  ERR_SVID_UNTRUSTED: GrpcStatus.UNAUTHENTICATED,
+  ERR_BUNDLE_INVALID: GrpcStatus.INVALID_ARGUMENT,
+  ERR_CSR_INVALID: GrpcStatus.INVALID_ARGUMENT,
+  ERR_IDENTITY_MISMATCH: GrpcStatus.PERMISSION_DENIED,
+  ERR_AUTHN_FAILED: GrpcStatus.UNAUTHENTICATED,
+  ERR_AUTHN_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
+  ERR_AUTHZ_DENIED: GrpcStatus.PERMISSION_DENIED,
+  ERR_CA_NOT_READY: GrpcStatus.UNAVAILABLE,
+  ERR_CA_INVALID: GrpcStatus.INTERNAL,
+  ERR_TTL_INVALID: GrpcStatus.INVALID_ARGUMENT,
+  ERR_RATE_LIMITED: GrpcStatus.RESOURCE_EXHAUSTED,
+  ERR_CONFIG_INVALID: GrpcStatus.INTERNAL,
+};
+
+/** What a client is told. Authentication failures reveal nothing about why. */
+export interface PublicError {
+  readonly code: ErrorCode | 'ERR_INTERNAL';
+  readonly message: string;
+  readonly httpStatus: number;
+  readonly grpcStatus: GrpcStatus;
+}
+
+export function toPublicError(err: unknown): PublicError {
+  if (!isIdentityError(err)) {
+    return { code: 'ERR_INTERNAL', message: 'internal error', httpStatus: 500, grpcStatus: GrpcStatus.INTERNAL };
+  }
+  const internal = err.code === 'ERR_CA_INVALID' || err.code === 'ERR_CONFIG_INVALID';
+  const message =
+    err.code === 'ERR_AUTHN_FAILED'
+      ? 'authentication failed'
+      : err.code === 'ERR_AUTHN_UNAVAILABLE'
+        ? 'authentication backend unavailable; retry'
+        : internal
+          ? 'internal error'
+          : err.message;
+  return { code: internal ? 'ERR_INTERNAL' : err.code, message, httpStatus: HTTP_STATUS[err.code], grpcStatus: GRPC_STATUS[err.code] };
+}
