@@ -1,7 +1,7 @@
-import { randomBytes as nodeRandomBytes, verify as cryptoVerify } from 'node:crypto';
+import { randomBytes as nodeRandomBytes, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { systemClock, type Clock } from '../clock.js';
 import { CaNotReadyError, IdentityMismatchError, TtlError } from '../errors.js';
-import { isRsaKind } from '../pki/algorithms.js';
+import { isRsaKind, keyKindOf } from '../pki/algorithms.js';
 import type { Authority } from '../pki/authority.js';
 import { checkCsrKey, DEFAULT_MAX_CSR_BYTES, parseCsr, verifyCsrSignature, type Csr } from '../pki/csr.js';
 import { LeafTemplate } from '../pki/leaf-template.js';
@@ -29,6 +29,13 @@ export interface CertificateAuthorityOptions {
 export interface SignOptions {
   /** Requested lifetime; undefined means the default. */
   readonly ttlSeconds?: number;
+}
+
+export interface IssuedServingCertificate {
+  readonly certChainPem: readonly string[];
+  readonly serial: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
 }
 
 export interface IssuedSvid {
@@ -104,6 +111,23 @@ export class CertificateAuthority {
     checkRequestedIdentity(csr, uri);
     verifyCsrSignature(csr);
 
+    const { tbs, notBefore, notAfter, serial } = this.#prepare(csr.spki, ttlSeconds, { uri, keyEncipherment: isRsaKind(keyKind) });
+    const certificate = await this.#signTbs(tbs);
+    return {
+      spiffeId: identity,
+      certificate,
+      certChainPem: [encodePem('CERTIFICATE', certificate), ...this.#issuerChainPem],
+      serial,
+      notBefore,
+      notAfter,
+    };
+  }
+
+  #prepare(
+    spki: Uint8Array,
+    ttlSeconds: number,
+    names: { uri?: string; dnsNames?: readonly string[]; keyEncipherment: boolean },
+  ): { tbs: Uint8Array; notBefore: Date; notAfter: Date; serial: string } {
     const now = this.#clock.now().getTime();
     if (now >= this.authority.notAfter.getTime()) {
       throw new CaNotReadyError(`CA certificate expired at ${this.authority.notAfter.toISOString()}`, { rule: 'ca-expired' });
@@ -112,14 +136,11 @@ export class CertificateAuthority {
     const notBefore = new Date(Math.floor((now - this.#backdateMs) / 1000) * 1000);
     const notAfter = new Date(Math.min(notBefore.getTime() + ttlSeconds * 1000, this.authority.notAfter.getTime()));
     const serial = this.#newSerial();
-    const tbs = this.#template.buildTbs({
-      serial,
-      notBefore,
-      notAfter,
-      spki: csr.spki,
-      uri,
-      keyEncipherment: isRsaKind(keyKind),
-    });
+    const tbs = this.#template.buildTbs({ serial, notBefore, notAfter, spki, ...names });
+    return { tbs, notBefore, notAfter, serial: Buffer.from(serial).toString('hex') };
+  }
+
+  async #signTbs(tbs: Uint8Array): Promise<Uint8Array> {
     const signer = this.authority.signer;
     const signature = await signer.sign(tbs);
     // A faulty signer (or a fault-injected one) must never ship a bad certificate: for RSA-CRT
@@ -127,15 +148,30 @@ export class CertificateAuthority {
     if (!cryptoVerify(signer.algorithm.hash, tbs, { key: signer.publicKey, dsaEncoding: 'der' }, signature)) {
       throw new Error('CA self-check failed: the issued certificate does not verify under the CA key');
     }
-    const certificate = this.#template.assemble(tbs, signature);
-    return {
-      spiffeId: identity,
-      certificate,
-      certChainPem: [encodePem('CERTIFICATE', certificate), ...this.#issuerChainPem],
-      serial: Buffer.from(serial).toString('hex'),
-      notBefore,
-      notAfter,
-    };
+    return this.#template.assemble(tbs, signature);
+  }
+
+  /**
+   * A TLS serving certificate for the CA's own endpoints (DNS SANs, e.g. `meshca.<ns>.svc`), for
+   * a key the CA generated itself, so clients verify the CA against `root-cert.pem` as they
+   * verify any workload.
+   */
+  async issueServingCertificate(publicKey: KeyObject, options: { dnsNames: readonly string[]; uri?: string; ttlSeconds: number }): Promise<IssuedServingCertificate> {
+    for (const name of options.dnsNames) {
+      if (!/^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/i.test(name) || name.length > 253) {
+        throw new TypeError(`invalid DNS name ${JSON.stringify(name)}`);
+      }
+    }
+    const spki = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }));
+    const kind = keyKindOf(publicKey);
+    if (kind === undefined) throw new TypeError('unsupported serving key type');
+    const { tbs, notBefore, notAfter, serial } = this.#prepare(spki, options.ttlSeconds, {
+      ...(options.uri === undefined ? {} : { uri: options.uri }),
+      dnsNames: options.dnsNames,
+      keyEncipherment: isRsaKind(kind),
+    });
+    const certificate = await this.#signTbs(tbs);
+    return { certChainPem: [encodePem('CERTIFICATE', certificate), ...this.#issuerChainPem], serial, notBefore, notAfter };
   }
 
   #newSerial(): Uint8Array {

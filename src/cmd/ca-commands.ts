@@ -10,6 +10,7 @@ import { isKeyKind, KEY_KINDS } from '../pki/algorithms.js';
 import { createSelfSignedRoot, loadAuthority } from '../pki/authority.js';
 import { parseSpiffeId } from '../spiffe/spiffe-id.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/trust-domain.js';
+import { buildCaServeCommand } from './ca-serve-command.js';
 
 export interface CliIo {
   readonly stdout: NodeJS.WritableStream;
@@ -140,5 +141,6 @@ export function buildCaCommand(io: CliIo): Command {
       io.stderr.write(`meshca: issued ${id} serial ${issued.serial} valid until ${issued.notAfter.toISOString()}\n`);
     });
 
+  ca.addCommand(buildCaServeCommand(io));
   return ca;
 }

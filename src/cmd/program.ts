@@ -4,6 +4,7 @@ import { buildCaCommand, type CliIo } from './ca-commands.js';
 import { buildDemoCommand } from './demo.js';
 import { reportCliError } from './errors.js';
 import { buildInspectCommand } from './inspect-command.js';
+import { buildTokenCommand } from './token-command.js';
 
 export const VERSION = '0.1.0';
 
@@ -19,6 +20,7 @@ export function buildProgram(io: CliIo): Command {
     .exitOverride();
   program.addCommand(buildCaCommand(io));
   program.addCommand(buildInspectCommand(io));
+  program.addCommand(buildTokenCommand(io));
   program.addCommand(buildDemoCommand(io));
   return program;
 }

@@ -24,8 +24,10 @@ export interface LeafFields {
   readonly notAfter: Date;
   /** SubjectPublicKeyInfo DER, verbatim from the CSR. */
   readonly spki: Uint8Array;
-  /** The SPIFFE ID, already validated. */
-  readonly uri: string;
+  /** The SPIFFE ID, already validated; optional only for serving certificates. */
+  readonly uri?: string;
+  /** DNS names, for the CA's own serving certificates; workload SVIDs carry none. */
+  readonly dnsNames?: readonly string[];
   /** RSA keys also get keyEncipherment, as Istio issues them (TLS 1.2 RSA key exchange). */
   readonly keyEncipherment: boolean;
 }
@@ -74,7 +76,11 @@ export class LeafTemplate {
   /** Encodes the TBSCertificate for one leaf. */
   buildTbs(fields: LeafFields): Uint8Array {
     // The subject is empty, so RFC 5280 4.2.1.6 makes the SAN extension critical.
-    const san = encodeSequence(SAN_OID, DER_TRUE, encodeOctetString(encodeSequence(encodeTlv(0x86, Buffer.from(fields.uri, 'latin1')))));
+    const names: Uint8Array[] = [];
+    if (fields.uri !== undefined) names.push(encodeTlv(0x86, Buffer.from(fields.uri, 'latin1')));
+    for (const dns of fields.dnsNames ?? []) names.push(encodeTlv(0x82, Buffer.from(dns, 'latin1')));
+    if (names.length === 0) throw new TypeError('a leaf needs a URI or DNS name');
+    const san = encodeSequence(SAN_OID, DER_TRUE, encodeOctetString(encodeSequence(...names)));
     const extensions = encodeTlv(
       0xa3,
       encodeSequence(fields.keyEncipherment ? this.#fixedExtensionsRsa : this.#fixedExtensionsEc, san),

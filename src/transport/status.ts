@@ -63,3 +63,12 @@ export function toPublicError(err: unknown): PublicError {
           : err.message;
   return { code: internal ? 'ERR_INTERNAL' : err.code, message, httpStatus: HTTP_STATUS[err.code], grpcStatus: GRPC_STATUS[err.code] };
 }
+
+/**
+ * What goes into the log line for a failure: an expected refusal is one short record (code,
+ * rule, message); only unexpected errors carry their stack.
+ */
+export function errorLogFields(err: unknown): Record<string, unknown> {
+  if (isIdentityError(err)) return { errCode: err.code, errRule: err.rule, errMessage: err.message };
+  return { err };
+}

@@ -1,0 +1,175 @@
+import { createServer as createHttpsServer } from 'node:https';
+import type { Server as NodeServer } from 'node:http';
+import { KubeConfig } from '@kubernetes/client-node';
+import { CachingAuthenticator, type Authenticator } from '../authn/authenticator.js';
+import { createJwksAuthenticator } from '../authn/jwks.js';
+import { createTokenReviewAuthenticator } from '../authn/token-review.js';
+import { CertificateAuthority } from '../ca/certificate-authority.js';
+import { IssuanceService } from '../ca/issuance-service.js';
+import { RateLimiter } from '../ca/rate-limiter.js';
+import { ServingCertificateManager } from '../ca/serving-certificate.js';
+import type { Clock } from '../clock.js';
+import type { CaServeConfig } from '../config/ca-serve-config.js';
+import { CaNotReadyError } from '../errors.js';
+import { loadAuthorityFromDir, writeAuthorityFiles } from '../files/authority-files.js';
+import { loadOrCreateDevIssuer } from '../files/dev-issuer-store.js';
+import type { Logger } from '../log.js';
+import { createSelfSignedRoot, type Authority } from '../pki/authority.js';
+import { bindServer, createCaGrpcServer, createRotatingServerCredentials } from '../transport/grpc/ca-server.js';
+import { buildHttpApp } from '../transport/http/app.js';
+import { CaMetrics } from '../transport/metrics.js';
+import { ServerCredentials } from '@grpc/grpc-js';
+
+export interface RunningCa {
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly issuance: IssuanceService;
+  readonly serving: ServingCertificateManager;
+  close(): Promise<void>;
+}
+
+export interface StartCaOptions {
+  readonly logger: Logger;
+  readonly clock: Clock;
+}
+
+async function openAuthority(config: CaServeConfig, { logger, clock }: StartCaOptions): Promise<Authority> {
+  try {
+    const { authority, warnings } = await loadAuthorityFromDir(config.dataDir, clock.now());
+    for (const warning of warnings) logger.warn({ dataDir: config.dataDir }, warning);
+    return authority;
+  } catch (err) {
+    if (!(err instanceof CaNotReadyError && err.rule === 'missing' && config.selfSigned)) throw err;
+  }
+  // Like istiod without cacerts: the first start creates a self-signed root.
+  const now = clock.now();
+  const root = await createSelfSignedRoot({ trustDomain: config.trustDomain.name, now });
+  await writeAuthorityFiles(config.dataDir, { ...root, rootPem: root.certPem });
+  logger.info({ dataDir: config.dataDir, trustDomain: config.trustDomain.name }, 'created a self-signed root CA');
+  return (await loadAuthorityFromDir(config.dataDir, now)).authority;
+}
+
+async function createAuthenticator(config: CaServeConfig, { logger, clock }: StartCaOptions): Promise<Authenticator> {
+  let inner: Authenticator;
+  switch (config.auth) {
+    case 'dev': {
+      const dev = await loadOrCreateDevIssuer(config.dataDir);
+      for (const warning of dev.warnings) logger.warn({ path: dev.path }, warning);
+      inner = createJwksAuthenticator({ issuer: dev.issuer.issuer, audiences: config.audiences, jwks: { keys: dev.issuer.publicJwks() }, clock });
+      logger.info({ issuer: dev.issuer.issuer, keyFile: dev.path }, 'dev authentication: tokens minted by `meshca token` are accepted');
+      break;
+    }
+    case 'jwks':
+      inner = createJwksAuthenticator({
+        issuer: config.oidcIssuer,
+        audiences: config.audiences,
+        clock,
+        ...(config.jwksFile ? { jwks: { file: config.jwksFile } } : config.jwksUri ? { jwks: { uri: config.jwksUri } } : { discovery: true }),
+      });
+      break;
+    case 'tokenreview': {
+      const kubeConfig = new KubeConfig();
+      if (config.kubeconfig) kubeConfig.loadFromFile(config.kubeconfig);
+      else kubeConfig.loadFromDefault();
+      inner = createTokenReviewAuthenticator({ kubeConfig, audiences: config.audiences, logger, clock });
+      break;
+    }
+  }
+  return new CachingAuthenticator(inner, { clock });
+}
+
+/** Wires and starts the CA: authority, authentication, gRPC and HTTP APIs, serving certificate. */
+export async function startCa(config: CaServeConfig, options: StartCaOptions): Promise<RunningCa> {
+  const { logger, clock } = options;
+  const authority = await openAuthority(config, options);
+  const ca = new CertificateAuthority({
+    authority,
+    clock,
+    defaultTtlSeconds: config.defaultTtlSeconds,
+    maxTtlSeconds: config.maxTtlSeconds,
+  });
+  const issuance = new IssuanceService({
+    ca,
+    authenticator: await createAuthenticator(config, options),
+    trustDomain: config.trustDomain,
+    rateLimiter: new RateLimiter({ ratePerSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst, clock }),
+  });
+  const metrics = new CaMetrics({
+    defaultMetrics: true,
+    caNotAfter: () => authority.notAfter,
+    caSerial: () => authority.certificate.serialNumber.toLowerCase(),
+    now: () => clock.now(),
+  });
+  const serving = new ServingCertificateManager({ ca, dnsNames: config.servingDnsNames, clock, logger });
+  const material = await serving.start();
+
+  const grpcServer = createCaGrpcServer({ issuance, logger, metrics });
+  let grpcCredentials: ServerCredentials;
+  if (config.insecure) {
+    grpcCredentials = ServerCredentials.createInsecure();
+  } else {
+    const rotating = createRotatingServerCredentials(material);
+    serving.on('update', (m) => rotating.update(m));
+    grpcCredentials = rotating.credentials;
+  }
+  const grpcHost = config.grpcListen.host.includes(':') ? `[${config.grpcListen.host}]` : config.grpcListen.host;
+  const grpcPort = await bindServer(grpcServer, `${grpcHost}:${config.grpcListen.port}`, grpcCredentials);
+
+  const bundleSequence = 1;
+  const app = buildHttpApp({
+    issuance,
+    logger,
+    metrics,
+    bundle: () => ({
+      trustDomain: config.trustDomain.name,
+      authorities: authority.roots,
+      rootsPem: ca.rootsPem,
+      sequence: bundleSequence,
+      refreshHintSeconds: 300,
+    }),
+    ready: () => undefined,
+    ...(config.insecure
+      ? {}
+      : {
+          serverFactory: (handler) => {
+            const server = createHttpsServer({ cert: material.certChainPem, key: material.keyPem, minVersion: 'TLSv1.2' }, handler);
+            serving.on('update', (m) => server.setSecureContext({ cert: m.certChainPem, key: m.keyPem, minVersion: 'TLSv1.2' }));
+            return server as unknown as NodeServer;
+          },
+        }),
+  });
+  await app.listen({ host: config.httpListen.host, port: config.httpListen.port });
+  const address = app.server.address();
+  const httpPort = typeof address === 'object' && address ? address.port : config.httpListen.port;
+  logger.info(
+    {
+      trustDomain: config.trustDomain.name,
+      grpc: `${config.grpcListen.host}:${grpcPort}`,
+      http: `${config.insecure ? 'http' : 'https'}://${config.httpListen.host}:${httpPort}`,
+      auth: config.auth,
+      tls: !config.insecure,
+      caNotAfter: authority.notAfter.toISOString(),
+    },
+    'meshca CA serving',
+  );
+
+  return {
+    grpcPort,
+    httpPort,
+    issuance,
+    serving,
+    async close() {
+      serving.close();
+      await Promise.all([
+        new Promise<void>((resolve) => {
+          const force = setTimeout(() => grpcServer.forceShutdown(), 5000);
+          grpcServer.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        }),
+        app.close(),
+      ]);
+    },
+  };
+}

@@ -1,0 +1,62 @@
+import { Command, Option } from 'commander';
+import { parseCaServeConfig } from '../config/ca-serve-config.js';
+import { createLogger } from '../log.js';
+import type { CliIo } from './ca-commands.js';
+import { startCa } from './ca-runtime.js';
+import { applyConfigFile } from './config-file.js';
+
+const opt = (flags: string, description: string, env: string, fallback?: string): Option => {
+  const option = new Option(flags, description).env(env);
+  return fallback === undefined ? option : option.default(fallback);
+};
+
+export function buildCaServeCommand(io: CliIo): Command {
+  const namespace = io.env['POD_NAMESPACE'] ?? 'meshca';
+  return new Command('serve')
+    .description('run the CA: Istio-compatible gRPC API and HTTP API, authenticating service-account tokens')
+    .addOption(opt('--data-dir <dir>', 'CA data directory', 'MESHCA_DATA_DIR', './certs'))
+    .addOption(opt('--trust-domain <name>', 'SPIFFE trust domain', 'MESHCA_TRUST_DOMAIN', 'cluster.local'))
+    .addOption(opt('--grpc-listen <host:port>', 'gRPC API address', 'MESHCA_GRPC_LISTEN', '127.0.0.1:15012'))
+    .addOption(opt('--http-listen <host:port>', 'HTTP API, bundle, health and metrics address', 'MESHCA_HTTP_LISTEN', '127.0.0.1:15014'))
+    .addOption(opt('--auth <mode>', 'token authentication: dev (embedded issuer), jwks, tokenreview', 'MESHCA_AUTH', 'dev'))
+    .addOption(opt('--audiences <list>', 'accepted token audiences, comma-separated', 'MESHCA_AUDIENCES', 'istio-ca'))
+    .addOption(opt('--jwks-file <path>', 'JWKS file of the cluster issuer (auth jwks)', 'MESHCA_JWKS_FILE'))
+    .addOption(opt('--jwks-uri <url>', 'JWKS URL of the cluster issuer (auth jwks)', 'MESHCA_JWKS_URI'))
+    .addOption(opt('--oidc-issuer <url>', 'expected token issuer (auth jwks; discovery when no JWKS is given)', 'MESHCA_OIDC_ISSUER'))
+    .addOption(opt('--kubeconfig <path>', 'kubeconfig for TokenReview (default: in-cluster or $KUBECONFIG)', 'KUBECONFIG'))
+    .addOption(
+      opt(
+        '--serving-dns-names <list>',
+        'DNS names in the CA serving certificate',
+        'MESHCA_SERVING_DNS_NAMES',
+        `meshca.${namespace}.svc,meshca.${namespace}.svc.cluster.local,localhost`,
+      ),
+    )
+    .addOption(opt('--default-ttl <duration>', 'SVID lifetime when none is requested', 'MESHCA_DEFAULT_TTL', '24h'))
+    .addOption(opt('--max-ttl <duration>', 'longest SVID lifetime a workload may request', 'MESHCA_MAX_TTL', '168h'))
+    .addOption(opt('--rate-limit <per-second>', 'sustained requests per second per identity (0 = off)', 'MESHCA_RATE_LIMIT', '50'))
+    .addOption(opt('--rate-burst <n>', 'burst per identity', 'MESHCA_RATE_BURST', '500'))
+    .addOption(opt('--self-signed <bool>', 'create a self-signed root when the data dir has no CA', 'MESHCA_SELF_SIGNED', 'true'))
+    .addOption(opt('--log-level <level>', 'log level', 'MESHCA_LOG_LEVEL', 'info'))
+    .addOption(new Option('--insecure', 'serve gRPC and HTTP without TLS (tests and local debugging only)').env('MESHCA_INSECURE'))
+    .addOption(new Option('--config <file>', 'YAML file with any of these options (flags and env win)').env('MESHCA_CONFIG'))
+    .action(async (_opts: Record<string, unknown>, command: Command) => {
+      const configFile = command.getOptionValue('config') as string | undefined;
+      if (configFile) await applyConfigFile(command, configFile);
+      const config = parseCaServeConfig(command.opts());
+      const logger = createLogger({ level: config.logLevel, destination: io.stderr });
+      const running = await startCa(config, { logger, clock: io.clock });
+      io.stdout.write(`meshca CA ready: grpc port ${running.grpcPort}, http port ${running.httpPort}\n`);
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string): void => {
+          logger.info({ signal }, 'shutting down');
+          running.close().then(resolve, (err: unknown) => {
+            logger.error({ err }, 'shutdown failed');
+            resolve();
+          });
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+}

@@ -1,0 +1,41 @@
+import { Command } from 'commander';
+import { DEFAULT_DEV_AUDIENCE } from '../authn/dev-issuer.js';
+import { isDns1123Label, isDns1123Subdomain } from '../authn/authenticator.js';
+import { parseDurationSeconds } from '../config/duration.js';
+import { ConfigError } from '../errors.js';
+import { loadOrCreateDevIssuer } from '../files/dev-issuer-store.js';
+import { dataDirOption, type CliIo } from './ca-commands.js';
+
+/** `meshca token`: a Kubernetes-shaped projected token from the embedded dev issuer. */
+export function buildTokenCommand(io: CliIo): Command {
+  return new Command('token')
+    .description('print a Kubernetes-shaped service-account token signed by the dev issuer (for --auth dev)')
+    .requiredOption('--namespace <ns>', 'workload namespace')
+    .requiredOption('--service-account <sa>', 'workload service account')
+    .option('--audience <aud>', 'token audience', DEFAULT_DEV_AUDIENCE)
+    .option('--ttl <duration>', 'token lifetime', '1h')
+    .option('--pod-name <name>', 'bind the token to a pod name')
+    .addOption(dataDirOption(io))
+    .action(async (opts: { namespace: string; serviceAccount: string; audience: string; ttl: string; podName?: string; dataDir: string }) => {
+      const problems: string[] = [];
+      if (!isDns1123Label(opts.namespace)) problems.push(`--namespace ${JSON.stringify(opts.namespace)} is not a valid Kubernetes namespace name`);
+      if (!isDns1123Subdomain(opts.serviceAccount)) problems.push(`--service-account ${JSON.stringify(opts.serviceAccount)} is not a valid service account name`);
+      let ttlSeconds = 3600;
+      try {
+        ttlSeconds = parseDurationSeconds(opts.ttl, '--ttl');
+      } catch (err) {
+        problems.push(...(err as ConfigError).problems);
+      }
+      if (problems.length > 0) throw new ConfigError(problems);
+      const { issuer } = await loadOrCreateDevIssuer(opts.dataDir);
+      const token = await issuer.mint({
+        namespace: opts.namespace,
+        serviceAccount: opts.serviceAccount,
+        audience: opts.audience,
+        ttlSeconds,
+        now: io.clock.now(),
+        ...(opts.podName ? { podName: opts.podName } : {}),
+      });
+      io.stdout.write(`${token}\n`);
+    });
+}

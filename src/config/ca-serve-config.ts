@@ -1,0 +1,113 @@
+import { ConfigError } from '../errors.js';
+import { parseTrustDomain, type TrustDomain } from '../spiffe/trust-domain.js';
+import { parseDurationSeconds } from './duration.js';
+
+export type AuthMode = 'dev' | 'jwks' | 'tokenreview';
+
+/** Everything `meshca ca serve` needs, parsed once and frozen. */
+export interface CaServeConfig {
+  readonly dataDir: string;
+  readonly trustDomain: TrustDomain;
+  readonly grpcListen: { readonly host: string; readonly port: number };
+  readonly httpListen: { readonly host: string; readonly port: number };
+  readonly auth: AuthMode;
+  readonly audiences: readonly string[];
+  readonly jwksFile: string | undefined;
+  readonly jwksUri: string | undefined;
+  readonly oidcIssuer: string;
+  readonly kubeconfig: string | undefined;
+  readonly servingDnsNames: readonly string[];
+  readonly insecure: boolean;
+  readonly defaultTtlSeconds: number;
+  readonly maxTtlSeconds: number;
+  readonly rateLimitPerSecond: number;
+  readonly rateLimitBurst: number;
+  readonly selfSigned: boolean;
+  readonly logLevel: string;
+}
+
+/** Raw values as commander collected them (flags, env, config file, defaults): all strings/booleans. */
+export type RawCaServeOptions = Readonly<Record<string, unknown>>;
+
+function parseListen(value: unknown, flag: string, problems: string[]): { host: string; port: number } {
+  const text = String(value);
+  const match = /^(?:\[([0-9a-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/i.exec(text);
+  const port = match ? Number(match[3]) : Number.NaN;
+  if (!match || port > 65535) {
+    problems.push(`${flag} ${JSON.stringify(text)} must be host:port (e.g. 127.0.0.1:15012, 0.0.0.0:15012, [::1]:15012)`);
+    return { host: '127.0.0.1', port: 0 };
+  }
+  return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
+}
+
+function list(value: unknown): string[] {
+  if (Array.isArray(value)) return value.map(String).flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+  return String(value ?? '')
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
+}
+
+function bool(value: unknown): boolean {
+  return value === true || value === 'true' || value === '1' || value === 'yes';
+}
+
+export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
+  const problems: string[] = [];
+  const attempt = <T>(fallback: T, fn: () => T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof ConfigError) problems.push(...err.problems);
+      else problems.push((err as Error).message);
+      return fallback;
+    }
+  };
+  let trustDomain: TrustDomain | undefined;
+  try {
+    trustDomain = parseTrustDomain(String(raw['trustDomain']));
+  } catch (err) {
+    problems.push(`--trust-domain: ${(err as Error).message}`);
+  }
+  const auth = String(raw['auth']);
+  if (auth !== 'dev' && auth !== 'jwks' && auth !== 'tokenreview') problems.push(`--auth ${auth} must be dev, jwks or tokenreview`);
+  const jwksFile = raw['jwksFile'] === undefined ? undefined : String(raw['jwksFile']);
+  const jwksUri = raw['jwksUri'] === undefined ? undefined : String(raw['jwksUri']);
+  if (auth === 'jwks' && jwksFile === undefined && jwksUri === undefined && raw['oidcIssuer'] === undefined) {
+    problems.push('--auth jwks needs --jwks-file, --jwks-uri or --oidc-issuer (discovery)');
+  }
+  const audiences = list(raw['audiences']);
+  if (audiences.length === 0) problems.push('--audiences must name at least one audience (Istio uses istio-ca)');
+  const defaultTtlSeconds = attempt(86_400, () => parseDurationSeconds(String(raw['defaultTtl']), '--default-ttl'));
+  const maxTtlSeconds = attempt(604_800, () => parseDurationSeconds(String(raw['maxTtl']), '--max-ttl'));
+  if (defaultTtlSeconds > maxTtlSeconds) problems.push('--default-ttl must not exceed --max-ttl');
+  if (defaultTtlSeconds < 60) problems.push('--default-ttl must be at least 60s');
+  const rateLimitPerSecond = Number(raw['rateLimit']);
+  const rateLimitBurst = Number(raw['rateBurst']);
+  if (!(rateLimitPerSecond >= 0)) problems.push('--rate-limit must be a number >= 0 (0 disables)');
+  if (!(rateLimitBurst >= 1)) problems.push('--rate-burst must be a number >= 1');
+  const servingDnsNames = list(raw['servingDnsNames']);
+  if (servingDnsNames.length === 0) problems.push('--serving-dns-names must name at least one DNS name');
+  const config: CaServeConfig = {
+    dataDir: String(raw['dataDir']),
+    trustDomain: trustDomain ?? parseTrustDomain('invalid'),
+    grpcListen: parseListen(raw['grpcListen'], '--grpc-listen', problems),
+    httpListen: parseListen(raw['httpListen'], '--http-listen', problems),
+    auth: auth as AuthMode,
+    audiences,
+    jwksFile,
+    jwksUri,
+    oidcIssuer: String(raw['oidcIssuer'] ?? 'https://kubernetes.default.svc.cluster.local'),
+    kubeconfig: raw['kubeconfig'] === undefined ? undefined : String(raw['kubeconfig']),
+    servingDnsNames,
+    insecure: bool(raw['insecure']),
+    defaultTtlSeconds,
+    maxTtlSeconds,
+    rateLimitPerSecond,
+    rateLimitBurst,
+    selfSigned: raw['selfSigned'] === undefined ? true : bool(raw['selfSigned']),
+    logLevel: String(raw['logLevel'] ?? 'info'),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}

@@ -1,0 +1,123 @@
+import { Metadata, Server, ServerCredentials, experimental, status, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import type { IssuanceService } from '../../ca/issuance-service.js';
+import { AuthnUnavailableError, CsrError } from '../../errors.js';
+import type { IstioCertificateRequest__Output } from '../../generated/istio-ca/istio/v1/auth/IstioCertificateRequest.js';
+import type { IstioCertificateResponse } from '../../generated/istio-ca/istio/v1/auth/IstioCertificateResponse.js';
+import type { Logger } from '../../log.js';
+import { bearerToken } from '../bearer.js';
+import type { CaMetrics } from '../metrics.js';
+import { errorLogFields, toPublicError } from '../status.js';
+import { MutableCertificateProvider } from './certificate-provider.js';
+import { loadIstioCaProto } from './protos.js';
+
+export interface CaGrpcServerOptions {
+  readonly issuance: IssuanceService;
+  readonly logger: Logger;
+  readonly metrics?: CaMetrics;
+  /** Upper bound for one request, including authentication: a slow API server cannot wedge a call. */
+  readonly requestTimeoutMs?: number;
+  /** gRPC message size cap; a CSR plus metadata is a few KiB. */
+  readonly maxMessageBytes?: number;
+}
+
+/**
+ * Istio's `IstioCertificateService/CreateCertificate`, so pilot-agent or ztunnel can use meshca as
+ * their CA. The handler is thin: token from metadata, everything else in IssuanceService.
+ */
+export function createCaGrpcServer(options: CaGrpcServerOptions): Server {
+  const maxMessageBytes = options.maxMessageBytes ?? 64 * 1024;
+  const server = new Server({
+    'grpc.max_receive_message_length': maxMessageBytes,
+    'grpc.max_send_message_length': 1024 * 1024,
+    'grpc.keepalive_time_ms': 60_000,
+  });
+  const log = options.logger.child({ component: 'grpc-ca' });
+  const timeoutMs = options.requestTimeoutMs ?? 10_000;
+  const { IstioCertificateService } = loadIstioCaProto().istio.v1.auth;
+
+  server.addService(IstioCertificateService.service, {
+    CreateCertificate(
+      call: ServerUnaryCall<IstioCertificateRequest__Output, IstioCertificateResponse>,
+      callback: sendUnaryData<IstioCertificateResponse>,
+    ): void {
+      const started = performance.now();
+      const abort = new AbortController();
+      // Only authentication waits on a backend; a slow API server becomes a retryable Unavailable.
+      const timer = setTimeout(
+        () => abort.abort(new AuthnUnavailableError(`authentication did not finish within ${timeoutMs} ms`, { rule: 'timeout' })),
+        timeoutMs,
+      );
+      call.on('cancelled', () => abort.abort(new Error('client cancelled')));
+      const finish = (err: unknown, response?: IstioCertificateResponse, fields: Record<string, unknown> = {}): void => {
+        clearTimeout(timer);
+        const latencyMs = Math.round((performance.now() - started) * 100) / 100;
+        if (err === undefined) {
+          options.metrics?.observe('grpc', started);
+          log.info({ ...fields, result: 'issued', latencyMs }, 'certificate issued');
+          callback(null, response);
+          return;
+        }
+        const pub = toPublicError(err);
+        options.metrics?.observe('grpc', started, pub.code);
+        const entry = { ...fields, result: 'denied', code: pub.code, latencyMs, ...errorLogFields(err) };
+        if (pub.code === 'ERR_INTERNAL') log.error(entry, 'certificate request failed');
+        else log.warn(entry, 'certificate request refused');
+        const metadata = new Metadata();
+        metadata.set('meshca-error-code', pub.code);
+        callback({ code: pub.grpcStatus, details: pub.message, metadata });
+      };
+      try {
+        const token = bearerToken(call.metadata.get('authorization').map(String));
+        const csr = call.request.csr;
+        if (typeof csr !== 'string' || csr.length === 0) throw new CsrError('request has no CSR', { rule: 'missing' });
+        const requested = Number(call.request.validity_duration);
+        // Istio semantics: a non-positive validity means "the CA's default".
+        const ttlSeconds = Number.isFinite(requested) && requested > 0 ? requested : undefined;
+        options.issuance
+          .issue({ token, csr, signal: abort.signal, ...(ttlSeconds === undefined ? {} : { ttlSeconds }) })
+          .then(
+            (issued) =>
+              finish(undefined, { cert_chain: [...issued.certChainPem] }, {
+                spiffeId: issued.spiffeId.toString(),
+                namespace: issued.caller.namespace,
+                serviceAccount: issued.caller.serviceAccount,
+                serial: issued.serial,
+                notAfter: issued.notAfter.toISOString(),
+              }),
+            (err: unknown) => finish(err),
+          );
+      } catch (err) {
+        finish(err);
+      }
+    },
+  });
+  return server;
+}
+
+export interface ServingMaterial {
+  readonly certChainPem: string;
+  readonly keyPem: string;
+  readonly rootsPem: string;
+}
+
+/** TLS server credentials whose certificate can be swapped while the server runs. */
+export function createRotatingServerCredentials(initial: ServingMaterial): {
+  credentials: ServerCredentials;
+  update: (material: ServingMaterial) => void;
+} {
+  const provider = new MutableCertificateProvider();
+  provider.update(initial);
+  return {
+    credentials: experimental.createCertificateProviderServerCredentials(provider, provider, false),
+    update: (material) => provider.update(material),
+  };
+}
+
+/** Binds and resolves with the actual port (useful with port 0). */
+export function bindServer(server: Server, address: string, credentials: ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}
+
+export { status as grpcStatus };

@@ -1,0 +1,67 @@
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyServerFactory,
+} from 'fastify';
+import type { IssuanceService } from '../../ca/issuance-service.js';
+import type { Logger } from '../../log.js';
+import type { CaMetrics } from '../metrics.js';
+import { toPublicError } from '../status.js';
+import { bundleRoutes, type BundleInfo } from './bundle-routes.js';
+import { certificateRoutes } from './certificate-routes.js';
+import { healthRoutes, type ReadinessCheck } from './health-routes.js';
+
+export interface HttpAppDeps {
+  readonly issuance: IssuanceService;
+  readonly bundle: () => BundleInfo;
+  readonly logger: Logger;
+  readonly metrics: CaMetrics;
+  readonly ready: ReadinessCheck;
+  /** Request body cap; a certificate request is a few KiB. */
+  readonly bodyLimitBytes?: number;
+  readonly requestTimeoutMs?: number;
+  /** Supplies the node server (e.g. HTTPS with a rotating certificate); plain HTTP otherwise. */
+  readonly serverFactory?: FastifyServerFactory;
+}
+
+/** The CA's HTTP API. Builds, never listens: the caller decides where (and tests use inject). */
+export function buildHttpApp(deps: HttpAppDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger.child({ component: 'http' }) as unknown as FastifyBaseLogger,
+    // Each certificate request is logged once, by its handler, with its outcome.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: deps.bodyLimitBytes ?? 64 * 1024,
+    requestTimeout: deps.requestTimeoutMs ?? 15_000,
+    return503OnClosing: true,
+    ...(deps.serverFactory ? { serverFactory: deps.serverFactory } : {}),
+  });
+
+  // One JSON error shape for everything, including framework-level failures.
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err.validation || err.statusCode === 400 || err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+      void reply.status(400).send({ error: { code: 'ERR_BAD_REQUEST', message: err.message } });
+      return;
+    }
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      void reply.status(413).send({ error: { code: 'ERR_REQUEST_TOO_LARGE', message: 'request body too large' } });
+      return;
+    }
+    if (err.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH' || err.code === 'FST_ERR_CTP_INVALID_TYPE') {
+      void reply.status(415).send({ error: { code: 'ERR_BAD_REQUEST', message: err.message } });
+      return;
+    }
+    const pub = toPublicError(err);
+    if (pub.code === 'ERR_INTERNAL') request.log.error({ err }, 'request failed');
+    void reply.status(pub.httpStatus).send({ error: { code: pub.code, message: pub.message } });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({ error: { code: 'ERR_NOT_FOUND', message: `no route for ${request.method} ${request.url}` } });
+  });
+
+  void app.register(certificateRoutes, { issuance: deps.issuance, metrics: deps.metrics, bundle: deps.bundle });
+  void app.register(bundleRoutes, { bundle: deps.bundle });
+  void app.register(healthRoutes, { ready: deps.ready, metrics: deps.metrics });
+  return app;
+}
