@@ -64,6 +64,7 @@ async function createAuthenticator(config: CaServeConfig, { logger, clock }: Sta
         issuer: config.oidcIssuer,
         audiences: config.audiences,
         clock,
+        fetchTimeoutMs: config.authTimeoutMs,
         ...(config.jwksFile ? { jwks: { file: config.jwksFile } } : config.jwksUri ? { jwks: { uri: config.jwksUri } } : { discovery: true }),
       });
       break;
@@ -71,7 +72,7 @@ async function createAuthenticator(config: CaServeConfig, { logger, clock }: Sta
       const kubeConfig = new KubeConfig();
       if (config.kubeconfig) kubeConfig.loadFromFile(config.kubeconfig);
       else kubeConfig.loadFromDefault();
-      inner = createTokenReviewAuthenticator({ kubeConfig, audiences: config.audiences, logger, clock });
+      inner = createTokenReviewAuthenticator({ kubeConfig, audiences: config.audiences, logger, clock, timeoutMs: config.authTimeoutMs });
       break;
     }
   }
@@ -103,7 +104,8 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
   const serving = new ServingCertificateManager({ ca, dnsNames: config.servingDnsNames, clock, logger });
   const material = await serving.start();
 
-  const grpcServer = createCaGrpcServer({ issuance, logger, metrics });
+  // The per-call deadline leaves room for authentication's own timeout to report first.
+  const grpcServer = createCaGrpcServer({ issuance, logger, metrics, requestTimeoutMs: config.authTimeoutMs + 5000 });
   let grpcCredentials: ServerCredentials;
   if (config.insecure) {
     grpcCredentials = ServerCredentials.createInsecure();

@@ -23,6 +23,7 @@ export function buildCaServeCommand(io: CliIo): Command {
     .addOption(opt('--jwks-file <path>', 'JWKS file of the cluster issuer (auth jwks)', 'MESHCA_JWKS_FILE'))
     .addOption(opt('--jwks-uri <url>', 'JWKS URL of the cluster issuer (auth jwks)', 'MESHCA_JWKS_URI'))
     .addOption(opt('--oidc-issuer <url>', 'expected token issuer (auth jwks; discovery when no JWKS is given)', 'MESHCA_OIDC_ISSUER'))
+    .addOption(opt('--auth-timeout <duration>', 'longest wait for the API server or JWKS endpoint per request', 'MESHCA_AUTH_TIMEOUT', '5s'))
     .addOption(opt('--kubeconfig <path>', 'kubeconfig for TokenReview (default: in-cluster or $KUBECONFIG)', 'KUBECONFIG'))
     .addOption(
       opt(

@@ -16,6 +16,8 @@ export interface CaServeConfig {
   readonly jwksUri: string | undefined;
   readonly oidcIssuer: string;
   readonly kubeconfig: string | undefined;
+  /** Longest wait for the authentication backend (API server, JWKS endpoint) per request. */
+  readonly authTimeoutMs: number;
   readonly servingDnsNames: readonly string[];
   readonly insecure: boolean;
   readonly defaultTtlSeconds: number;
@@ -86,6 +88,8 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
   const rateLimitBurst = Number(raw['rateBurst']);
   if (!(rateLimitPerSecond >= 0)) problems.push('--rate-limit must be a number >= 0 (0 disables)');
   if (!(rateLimitBurst >= 1)) problems.push('--rate-burst must be a number >= 1');
+  const authTimeoutSeconds = attempt(5, () => parseDurationSeconds(String(raw['authTimeout'] ?? '5s'), '--auth-timeout'));
+  if (authTimeoutSeconds < 1 && problems.length === 0) problems.push('--auth-timeout must be at least 1s');
   const servingDnsNames = list(raw['servingDnsNames']);
   if (servingDnsNames.length === 0) problems.push('--serving-dns-names must name at least one DNS name');
   const config: CaServeConfig = {
@@ -99,6 +103,7 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
     jwksUri,
     oidcIssuer: String(raw['oidcIssuer'] ?? 'https://kubernetes.default.svc.cluster.local'),
     kubeconfig: raw['kubeconfig'] === undefined ? undefined : String(raw['kubeconfig']),
+    authTimeoutMs: authTimeoutSeconds * 1000,
     servingDnsNames,
     insecure: bool(raw['insecure']),
     defaultTtlSeconds,

@@ -25,9 +25,13 @@ export class MutableCertificateProvider implements CertificateProvider {
     }
   }
 
+  // grpc-js registers its own watcher only after adding listeners; delivering the current
+  // material synchronously would reach nobody, so deliver it on the next microtask.
   addCaCertificateListener(listener: CaListener): void {
     this.#caListeners.add(listener);
-    listener(this.#ca);
+    queueMicrotask(() => {
+      if (this.#caListeners.has(listener)) listener(this.#ca);
+    });
   }
 
   removeCaCertificateListener(listener: CaListener): void {
@@ -36,7 +40,9 @@ export class MutableCertificateProvider implements CertificateProvider {
 
   addIdentityCertificateListener(listener: IdentityListener): void {
     this.#identityListeners.add(listener);
-    listener(this.#identity);
+    queueMicrotask(() => {
+      if (this.#identityListeners.has(listener)) listener(this.#identity);
+    });
   }
 
   removeIdentityCertificateListener(listener: IdentityListener): void {
