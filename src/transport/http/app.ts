@@ -35,21 +35,25 @@ export function buildHttpApp(deps: HttpAppDeps): FastifyInstance {
     bodyLimit: deps.bodyLimitBytes ?? 64 * 1024,
     requestTimeout: deps.requestTimeoutMs ?? 15_000,
     return503OnClosing: true,
+    // Reject unknown fields instead of silently dropping them: a client that believes it can
+    // ask for a SPIFFE ID must hear that it cannot.
+    ajv: { customOptions: { removeAdditional: false } },
     ...(deps.serverFactory ? { serverFactory: deps.serverFactory } : {}),
   });
 
   // One JSON error shape for everything, including framework-level failures.
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    if (err.validation || err.statusCode === 400 || err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
-      void reply.status(400).send({ error: { code: 'ERR_BAD_REQUEST', message: err.message } });
-      return;
-    }
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       void reply.status(413).send({ error: { code: 'ERR_REQUEST_TOO_LARGE', message: 'request body too large' } });
       return;
     }
-    if (err.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH' || err.code === 'FST_ERR_CTP_INVALID_TYPE') {
-      void reply.status(415).send({ error: { code: 'ERR_BAD_REQUEST', message: err.message } });
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      void reply.status(415).send({ error: { code: 'ERR_BAD_REQUEST', message: 'content-type must be application/json' } });
+      return;
+    }
+    // Schema violations, malformed JSON and other framework-detected client errors.
+    if (err.validation || (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500)) {
+      void reply.status(400).send({ error: { code: 'ERR_BAD_REQUEST', message: err.message } });
       return;
     }
     const pub = toPublicError(err);

@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { createCsr } from '../../src/pki/csr.js';
+import { httpsRequest } from '../helpers/https-request.js';
+import { opensslVerify } from '../helpers/openssl.js';
+import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
+
+const SLEEP_ID = 'spiffe://cluster.local/ns/default/sa/sleep';
+const ecCsr = (uris: readonly string[] = [SLEEP_ID]): string =>
+  createCsr(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey, { uris }).pem;
+
+describe('HTTP API', () => {
+  let ca: TestCa;
+  before(async () => {
+    ca = await startTestCa({ rateLimit: '1', rateBurst: '20' });
+  });
+  after(async () => {
+    await ca.close();
+  });
+
+  const post = (body: unknown, token?: string, contentType = 'application/json') =>
+    httpsRequest(`${ca.httpUrl}/v1/certificates`, {
+      ca: ca.rootPem,
+      method: 'POST',
+      headers: { 'content-type': contentType, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+
+  test('POST /v1/certificates issues an SVID over HTTPS verified by root-cert.pem', async () => {
+    const token = await ca.mint({ namespace: 'default', serviceAccount: 'sleep' });
+    const res = await post({ csr: ecCsr(), ttl: '2h' }, token);
+    assert.equal(res.status, 200, res.body);
+    const body = res.json<{ certChain: string[]; rootCert: string; spiffeId: string; expiresAt: string; serial: string }>();
+    assert.equal(body.spiffeId, SLEEP_ID);
+    assert.equal(body.certChain.length, 2);
+    assert.equal(body.rootCert, ca.rootPem);
+    const leaf = new X509Certificate(body.certChain[0]!);
+    assert.equal(new Date(leaf.validTo).toISOString(), body.expiresAt);
+    assert.equal((new Date(leaf.validTo).getTime() - new Date(leaf.validFrom).getTime()) / 1000, 7200);
+    assert.equal(leaf.serialNumber.toLowerCase(), body.serial);
+    const verdict = await opensslVerify(ca.rootPem, body.certChain[0]!, { purpose: 'sslserver' });
+    assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr);
+  });
+
+  test('GET /v1/bundle serves the roots as PEM with a sequence and refresh hint', async () => {
+    const res = await httpsRequest(`${ca.httpUrl}/v1/bundle`, { ca: ca.rootPem });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['content-type'], 'application/x-pem-file');
+    assert.equal(res.body, ca.rootPem);
+    assert.equal(res.headers['x-spiffe-sequence'], '1');
+  });
+
+  test('GET /.well-known/spiffe-bundle serves a SPIFFE bundle (JWKS) whose key is the root', async () => {
+    const res = await httpsRequest(`${ca.httpUrl}/.well-known/spiffe-bundle`, { ca: ca.rootPem });
+    assert.equal(res.status, 200);
+    const doc = res.json<{ keys: { use: string; x5c: string[]; kty: string }[]; spiffe_sequence: number; spiffe_refresh_hint: number }>();
+    assert.equal(doc.keys.length, 1);
+    assert.equal(doc.keys[0]!.use, 'x509-svid');
+    const root = new X509Certificate(Buffer.from(doc.keys[0]!.x5c[0]!, 'base64'));
+    assert.equal(root.fingerprint256, new X509Certificate(ca.rootPem).fingerprint256);
+    const fromJwk = createPublicKey({ key: doc.keys[0] as never, format: 'jwk' });
+    assert.ok(fromJwk.equals(root.publicKey));
+    assert.equal(doc.spiffe_sequence, 1);
+    assert.equal(doc.spiffe_refresh_hint, 300);
+  });
+
+  test('health, readiness and Prometheus metrics', async () => {
+    assert.equal((await httpsRequest(`${ca.httpUrl}/healthz`, { ca: ca.rootPem })).status, 200);
+    assert.equal((await httpsRequest(`${ca.httpUrl}/readyz`, { ca: ca.rootPem })).json<{ status: string }>().status, 'ready');
+    const metrics = await httpsRequest(`${ca.httpUrl}/metrics`, { ca: ca.rootPem });
+    assert.match(metrics.body, /meshca_certificates_issued_total\{transport="http"\} \d+/);
+    assert.match(metrics.body, /meshca_ca_certificate_expiry_seconds\{serial="[0-9a-f]+"\} \d+/);
+    assert.match(metrics.body, /meshca_certificate_request_duration_seconds_bucket/);
+  });
+
+  describe('bad input: one JSON error shape with a stable code', () => {
+    const cases: { name: string; send: () => Promise<Awaited<ReturnType<typeof post>>>; status: number; code: string; message?: RegExp }[] = [
+      { name: 'missing bearer token', send: async () => post({ csr: ecCsr() }), status: 401, code: 'ERR_AUTHN_FAILED', message: /^authentication failed$/ },
+      { name: 'forged token', send: async () => post({ csr: ecCsr() }, 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.AAAA'), status: 401, code: 'ERR_AUTHN_FAILED' },
+      { name: 'expired token', send: async () => post({ csr: ecCsr() }, await ca.mint({ now: new Date(Date.now() - 7200_000), ttlSeconds: 600 })), status: 401, code: 'ERR_AUTHN_FAILED' },
+      { name: 'malformed JSON', send: async () => post('{"csr": ', await ca.mint()), status: 400, code: 'ERR_BAD_REQUEST' },
+      { name: 'missing csr field', send: async () => post({ ttl: 60 }, await ca.mint()), status: 400, code: 'ERR_BAD_REQUEST', message: /csr/ },
+      { name: 'unknown field', send: async () => post({ csr: ecCsr(), spiffeId: 'spiffe://cluster.local/ns/kube-system/sa/admin' }, await ca.mint()), status: 400, code: 'ERR_BAD_REQUEST' },
+      { name: 'wrong content type', send: async () => post('csr=x', await ca.mint(), 'application/x-www-form-urlencoded'), status: 415, code: 'ERR_BAD_REQUEST' },
+      { name: 'oversized body', send: async () => post({ csr: 'A'.repeat(200_000) }, await ca.mint()), status: 413, code: 'ERR_REQUEST_TOO_LARGE' },
+      { name: 'garbage CSR', send: async () => post({ csr: 'hello' }, await ca.mint()), status: 400, code: 'ERR_CSR_INVALID' },
+      { name: 'CSR for another identity', send: async () => post({ csr: ecCsr(['spiffe://cluster.local/ns/x/sa/y']) }, await ca.mint()), status: 403, code: 'ERR_IDENTITY_MISMATCH' },
+      { name: 'bad ttl string', send: async () => post({ csr: ecCsr(), ttl: 'forever' }, await ca.mint()), status: 400, code: 'ERR_TTL_INVALID' },
+      { name: 'ttl over the maximum', send: async () => post({ csr: ecCsr(), ttl: '1000h' }, await ca.mint()), status: 400, code: 'ERR_TTL_INVALID', message: /greater than the maximum/ },
+      { name: 'unknown route', send: async () => httpsRequest(`${ca.httpUrl}/v1/nope`, { ca: ca.rootPem }), status: 404, code: 'ERR_NOT_FOUND' },
+    ];
+    for (const c of cases) {
+      test(`${c.name} → ${c.status} ${c.code}`, async () => {
+        const res = await c.send();
+        assert.equal(res.status, c.status, res.body);
+        const body = res.json<{ error: { code: string; message: string } }>();
+        assert.equal(body.error.code, c.code);
+        assert.equal(typeof body.error.message, 'string');
+        if (c.message) assert.match(body.error.message, c.message);
+      });
+    }
+  });
+
+  test('a per-identity rate limit answers 429 without affecting other identities', async () => {
+    const token = await ca.mint({ serviceAccount: 'chatty' });
+    const statuses: number[] = [];
+    for (let i = 0; i < 25; i++) {
+      statuses.push((await post({ csr: ecCsr(['spiffe://cluster.local/ns/default/sa/chatty']) }, token)).status);
+    }
+    assert.ok(statuses.includes(429), `statuses ${statuses.join(',')}`);
+    const other = await post({ csr: ecCsr(['spiffe://cluster.local/ns/default/sa/quiet']) }, await ca.mint({ serviceAccount: 'quiet' }));
+    assert.equal(other.status, 200);
+  });
+});
