@@ -130,3 +130,42 @@ describe('checkCsrKey', () => {
     }
   });
 });
+
+describe('parseCsr under fuzzing (fast-check)', async () => {
+  const fc = (await import('fast-check')).default;
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const valid = createCsr(privateKey, { uris: [ID] }).der;
+
+  // Only CsrError may escape: anything else would be a crash path on hostile input.
+  const parseAndVerify = (input: string | Uint8Array): void => {
+    try {
+      const csr = parseCsr(input);
+      checkCsrKey(csr);
+      verifyCsrSignature(csr);
+    } catch (err) {
+      if (!(err instanceof CsrError)) throw err;
+    }
+  };
+
+  test('arbitrary bytes never produce anything but a CsrError', () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => parseAndVerify(bytes)), { numRuns: 2000 });
+  });
+
+  test('a valid CSR with bytes flipped, inserted or truncated never crashes the parser', () => {
+    fc.assert(
+      fc.property(fc.nat({ max: valid.length - 1 }), fc.integer({ min: 0, max: 255 }), fc.nat({ max: valid.length }), (index, value, cut) => {
+        const flipped = Uint8Array.from(valid);
+        flipped[index] = value;
+        parseAndVerify(flipped);
+        parseAndVerify(valid.subarray(0, cut));
+        parseAndVerify(Uint8Array.from([...valid.subarray(0, index), value, ...valid.subarray(index)]));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('arbitrary strings (PEM-looking or not) never produce anything but a CsrError', () => {
+    const pemish = fc.string().map((s) => `-----BEGIN CERTIFICATE REQUEST-----\n${s}\n-----END CERTIFICATE REQUEST-----\n`);
+    fc.assert(fc.property(fc.oneof(fc.string(), pemish), (text) => parseAndVerify(text)), { numRuns: 1000 });
+  });
+});
