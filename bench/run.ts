@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatTable, type BenchResult } from './harness.js';
+import { benchGrpc } from './grpc.js';
 import { benchIssuance } from './issuance.js';
 
 /**
@@ -11,8 +12,17 @@ import { benchIssuance } from './issuance.js';
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const selected = args.filter((a) => !a.startsWith('--'));
+let inProcessRate = 0;
 const suites: Record<string, () => Promise<BenchResult[]>> = {
-  issuance: () => benchIssuance({ rounds: quick ? 1 : 3, durationMs: quick ? 300 : 1500 }),
+  issuance: async () => {
+    const results = await benchIssuance({ rounds: quick ? 1 : 3, durationMs: quick ? 300 : 1500 });
+    inProcessRate = results.find((r) => r.name.startsWith('in-process'))?.value ?? 0;
+    return results;
+  },
+  grpc: async () => {
+    if (inProcessRate === 0) inProcessRate = (await benchIssuance({ rounds: 1, durationMs: 500 })).find((r) => r.name.startsWith('in-process'))!.value;
+    return benchGrpc({ inProcessRate, durationMs: quick ? 1000 : 3000, burstTotal: quick ? 2000 : 10_000 });
+  },
 };
 
 const results: BenchResult[] = [];
