@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'ERR_CA_INVALID'
   | 'ERR_TTL_INVALID'
   | 'ERR_RATE_LIMITED'
+  | 'ERR_REQUEST_INVALID'
   | 'ERR_CONFIG_INVALID';
 
 export interface IdentityErrorOptions {
@@ -118,6 +119,13 @@ export class TtlError extends IdentityError {
 export class RateLimitedError extends IdentityError {
   constructor(message: string, options?: IdentityErrorOptions) {
     super('ERR_RATE_LIMITED', message, options);
+  }
+}
+
+/** A request field that is malformed or out of range (other than CSR, TTL and identity). */
+export class RequestError extends IdentityError {
+  constructor(message: string, options?: IdentityErrorOptions) {
+    super('ERR_REQUEST_INVALID', message, options);
   }
 }
 

@@ -19,6 +19,12 @@ import { bindServer, createCaGrpcServer, createRotatingServerCredentials } from 
 import { buildHttpApp } from '../transport/http/app.js';
 import { CaMetrics } from '../transport/metrics.js';
 import { ServerCredentials } from '@grpc/grpc-js';
+import { join } from 'node:path';
+import { JwtSvidIssuer } from '../ca/jwt-svid-issuer.js';
+import { loadOrCreatePrivateJwk } from '../files/private-jwk-store.js';
+
+/** The CA's JWT-SVID signing key, beside the X.509 CA files. */
+export const JWT_SIGNING_KEY_FILE = 'jwt-signing-key.json';
 
 export interface RunningCa {
   readonly grpcPort: number;
@@ -89,8 +95,16 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     defaultTtlSeconds: config.defaultTtlSeconds,
     maxTtlSeconds: config.maxTtlSeconds,
   });
+  const jwtKey = await loadOrCreatePrivateJwk(
+    join(config.dataDir, JWT_SIGNING_KEY_FILE),
+    async () => (await JwtSvidIssuer.generate()).exportPrivateJwk(),
+    'JWT-SVIDs for any workload',
+  );
+  for (const warning of jwtKey.warnings) logger.warn({ dataDir: config.dataDir }, warning);
   const issuance = new IssuanceService({
     ca,
+    jwtIssuer: await JwtSvidIssuer.fromPrivateJwk(jwtKey.jwk),
+    clock,
     authenticator: await createAuthenticator(config, options),
     trustDomain: config.trustDomain,
     rateLimiter: new RateLimiter({ ratePerSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst, clock }),
@@ -128,6 +142,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
       rootsPem: ca.rootsPem,
       sequence: bundleSequence,
       refreshHintSeconds: 300,
+      jwtAuthorities: issuance.jwtAuthority ? [issuance.jwtAuthority] : [],
     }),
     ready: () => undefined,
     ...(config.insecure

@@ -20,6 +20,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   ERR_CA_INVALID: 500,
   ERR_TTL_INVALID: 400,
   ERR_RATE_LIMITED: 429,
+  ERR_REQUEST_INVALID: 400,
   ERR_CONFIG_INVALID: 500,
 };
 
@@ -37,6 +38,7 @@ export const GRPC_STATUS: Readonly<Record<ErrorCode, GrpcStatus>> = {
   ERR_CA_INVALID: GrpcStatus.INTERNAL,
   ERR_TTL_INVALID: GrpcStatus.INVALID_ARGUMENT,
   ERR_RATE_LIMITED: GrpcStatus.RESOURCE_EXHAUSTED,
+  ERR_REQUEST_INVALID: GrpcStatus.INVALID_ARGUMENT,
   ERR_CONFIG_INVALID: GrpcStatus.INTERNAL,
 };
 

@@ -55,8 +55,7 @@ describe('HTTP API', () => {
     const res = await httpsRequest(`${ca.httpUrl}/.well-known/spiffe-bundle`, { ca: ca.rootPem });
     assert.equal(res.status, 200);
     const doc = res.json<{ keys: { use: string; x5c: string[]; kty: string }[]; spiffe_sequence: number; spiffe_refresh_hint: number }>();
-    assert.equal(doc.keys.length, 1);
-    assert.equal(doc.keys[0]!.use, 'x509-svid');
+    assert.deepEqual(doc.keys.map((k) => k.use), ['x509-svid', 'jwt-svid']);
     const root = new X509Certificate(Buffer.from(doc.keys[0]!.x5c[0]!, 'base64'));
     assert.equal(root.fingerprint256, new X509Certificate(ca.rootPem).fingerprint256);
     const fromJwk = createPublicKey({ key: doc.keys[0] as never, format: 'jwk' });
@@ -72,6 +71,47 @@ describe('HTTP API', () => {
     assert.match(metrics.body, /meshca_certificates_issued_total\{transport="http"\} \d+/);
     assert.match(metrics.body, /meshca_ca_certificate_expiry_seconds\{serial="[0-9a-f]+"\} \d+/);
     assert.match(metrics.body, /meshca_certificate_request_duration_seconds_bucket/);
+  });
+
+  test('POST /v1/jwtsvids mints a JWT-SVID that verifies against the bundle JWKS', async () => {
+    const token = await ca.mint({ namespace: 'default', serviceAccount: 'jwt-user' });
+    const res = await httpsRequest(`${ca.httpUrl}/v1/jwtsvids`, {
+      ca: ca.rootPem,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ audience: ['spiffe://cluster.local/ns/default/sa/backend'], ttl: 120 }),
+    });
+    assert.equal(res.status, 200, res.body);
+    const body = res.json<{ token: string; spiffeId: string; expiresAt: string }>();
+    assert.equal(body.spiffeId, 'spiffe://cluster.local/ns/default/sa/jwt-user');
+    const bundle = (await httpsRequest(`${ca.httpUrl}/.well-known/spiffe-bundle`, { ca: ca.rootPem })).json<{ keys: { use: string; kid?: string }[] }>();
+    const jwtKeys = bundle.keys.filter((k) => k.use === 'jwt-svid');
+    assert.equal(jwtKeys.length, 1);
+    const { createLocalJWKSet, jwtVerify, decodeProtectedHeader } = await import('jose');
+    assert.equal(decodeProtectedHeader(body.token).kid, jwtKeys[0]!.kid);
+    // SPIFFE's `use: jwt-svid` is not JOSE's `sig`: a SPIFFE consumer drops it before handing keys to JOSE.
+    const keys = jwtKeys.map(({ use: _use, ...k }) => k);
+    const { payload } = await jwtVerify(body.token, createLocalJWKSet({ keys: keys as never }), {
+      audience: 'spiffe://cluster.local/ns/default/sa/backend',
+      algorithms: ['ES256'],
+    });
+    assert.equal(payload.sub, 'spiffe://cluster.local/ns/default/sa/jwt-user');
+    assert.equal(payload.exp! - payload.iat!, 120);
+    const refused = await httpsRequest(`${ca.httpUrl}/v1/jwtsvids`, {
+      ca: ca.rootPem,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer nope' },
+      body: JSON.stringify({ audience: 'x' }),
+    });
+    assert.equal(refused.status, 401);
+    const noAudience = await httpsRequest(`${ca.httpUrl}/v1/jwtsvids`, {
+      ca: ca.rootPem,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ audience: [] }),
+    });
+    assert.equal(noAudience.status, 400);
+    assert.equal(noAudience.json<{ error: { code: string } }>().error.code, 'ERR_BAD_REQUEST');
   });
 
   describe('bad input: one JSON error shape with a stable code', () => {

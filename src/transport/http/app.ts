@@ -12,6 +12,7 @@ import { toPublicError } from '../status.js';
 import { bundleRoutes, type BundleInfo } from './bundle-routes.js';
 import { certificateRoutes } from './certificate-routes.js';
 import { healthRoutes, type ReadinessCheck } from './health-routes.js';
+import { jwtSvidRoutes } from './jwt-svid-routes.js';
 
 export interface HttpAppDeps {
   readonly issuance: IssuanceService;
@@ -65,6 +66,7 @@ export function buildHttpApp(deps: HttpAppDeps): FastifyInstance {
   });
 
   void app.register(certificateRoutes, { issuance: deps.issuance, metrics: deps.metrics, bundle: deps.bundle });
+  void app.register(jwtSvidRoutes, { issuance: deps.issuance });
   void app.register(bundleRoutes, { bundle: deps.bundle });
   void app.register(healthRoutes, { ready: deps.ready, metrics: deps.metrics });
   return app;

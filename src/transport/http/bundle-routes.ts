@@ -8,6 +8,8 @@ export interface BundleInfo {
   readonly rootsPem: string;
   readonly sequence: number;
   readonly refreshHintSeconds: number;
+  /** Public JWKs of the JWT-SVID signing keys. */
+  readonly jwtAuthorities: readonly Record<string, unknown>[];
 }
 
 /** Trust bundle endpoints: PEM for agents and operators, SPIFFE JWKS for federation. */
@@ -27,6 +29,10 @@ export const bundleRoutes: FastifyPluginAsync<{ bundle: () => BundleInfo }> = as
     return reply
       .header('content-type', 'application/json')
       .header('cache-control', `max-age=${info.refreshHintSeconds}`)
-      .send(formatSpiffeBundleJwks(info.authorities, { sequence: info.sequence, refreshHintSeconds: info.refreshHintSeconds }));
+      .send(formatSpiffeBundleJwks(info.authorities, {
+          sequence: info.sequence,
+          refreshHintSeconds: info.refreshHintSeconds,
+          jwtAuthorities: info.jwtAuthorities,
+        }),);
   });
 };
