@@ -28,8 +28,11 @@ export interface JwtSvidRequest {
   readonly signal?: AbortSignal;
 }
 
+/** What issuance needs from a CA: the in-process CertificateAuthority or a pool of workers. */
+export type SvidSigner = Pick<CertificateAuthority, 'sign' | 'resolveTtlSeconds'>;
+
 export interface IssuanceServiceOptions {
-  readonly ca: CertificateAuthority;
+  readonly ca: SvidSigner;
   /** Enables JWT-SVIDs; without it, requests for them are refused as not configured. */
   readonly jwtIssuer?: JwtSvidIssuer;
   readonly clock?: Clock;
@@ -43,7 +46,7 @@ export interface IssuanceServiceOptions {
  * gRPC and the HTTP API call this; neither decides identity itself.
  */
 export class IssuanceService {
-  readonly #ca: CertificateAuthority;
+  readonly #ca: SvidSigner;
   readonly #authenticator: Authenticator;
   readonly #rateLimiter: RateLimiter | undefined;
   readonly #jwtIssuer: JwtSvidIssuer | undefined;
@@ -62,10 +65,6 @@ export class IssuanceService {
   /** The JWT-SVID signing key's public JWK, for the bundle; undefined when JWT-SVIDs are off. */
   get jwtAuthority(): Record<string, unknown> | undefined {
     return this.#jwtIssuer?.publicJwk() as Record<string, unknown> | undefined;
-  }
-
-  get ca(): CertificateAuthority {
-    return this.#ca;
   }
 
   async issue(request: IssuanceRequest): Promise<IssuanceResult> {

@@ -11,10 +11,11 @@ import { ServingCertificateManager } from '../ca/serving-certificate.js';
 import type { Clock } from '../clock.js';
 import type { CaServeConfig } from '../config/ca-serve-config.js';
 import { CaNotReadyError } from '../errors.js';
-import { loadAuthorityFromDir, writeAuthorityFiles } from '../files/authority-files.js';
+import { readAuthorityFiles, writeAuthorityFiles } from '../files/authority-files.js';
 import { loadOrCreateDevIssuer } from '../files/dev-issuer-store.js';
 import type { Logger } from '../log.js';
-import { createSelfSignedRoot, type Authority } from '../pki/authority.js';
+import { createSelfSignedRoot, loadAuthority, type Authority, type AuthorityPem } from '../pki/authority.js';
+import { SigningPool } from '../workers/signing-pool.js';
 import { bindServer, createCaGrpcServer, createRotatingServerCredentials } from '../transport/grpc/ca-server.js';
 import { buildHttpApp } from '../transport/http/app.js';
 import { CaMetrics } from '../transport/metrics.js';
@@ -39,20 +40,21 @@ export interface StartCaOptions {
   readonly clock: Clock;
 }
 
-async function openAuthority(config: CaServeConfig, { logger, clock }: StartCaOptions): Promise<Authority> {
+async function openAuthority(config: CaServeConfig, { logger, clock }: StartCaOptions): Promise<{ authority: Authority; pem: AuthorityPem }> {
   try {
-    const { authority, warnings } = await loadAuthorityFromDir(config.dataDir, clock.now());
-    for (const warning of warnings) logger.warn({ dataDir: config.dataDir }, warning);
-    return authority;
+    const files = await readAuthorityFiles(config.dataDir);
+    for (const warning of files.warnings) logger.warn({ dataDir: config.dataDir }, warning);
+    return { authority: loadAuthority(files, clock.now()), pem: files };
   } catch (err) {
     if (!(err instanceof CaNotReadyError && err.rule === 'missing' && config.selfSigned)) throw err;
   }
   // Like istiod without cacerts: the first start creates a self-signed root.
   const now = clock.now();
   const root = await createSelfSignedRoot({ trustDomain: config.trustDomain.name, now });
-  await writeAuthorityFiles(config.dataDir, { ...root, rootPem: root.certPem });
+  const pem: AuthorityPem = { ...root, rootPem: root.certPem };
+  await writeAuthorityFiles(config.dataDir, pem);
   logger.info({ dataDir: config.dataDir, trustDomain: config.trustDomain.name }, 'created a self-signed root CA');
-  return (await loadAuthorityFromDir(config.dataDir, now)).authority;
+  return { authority: loadAuthority(pem, now), pem };
 }
 
 async function createAuthenticator(config: CaServeConfig, { logger, clock }: StartCaOptions): Promise<Authenticator> {
@@ -88,13 +90,13 @@ async function createAuthenticator(config: CaServeConfig, { logger, clock }: Sta
 /** Wires and starts the CA: authority, authentication, gRPC and HTTP APIs, serving certificate. */
 export async function startCa(config: CaServeConfig, options: StartCaOptions): Promise<RunningCa> {
   const { logger, clock } = options;
-  const authority = await openAuthority(config, options);
-  const ca = new CertificateAuthority({
-    authority,
-    clock,
-    defaultTtlSeconds: config.defaultTtlSeconds,
-    maxTtlSeconds: config.maxTtlSeconds,
-  });
+  const { authority, pem } = await openAuthority(config, options);
+  const caOptions = { defaultTtlSeconds: config.defaultTtlSeconds, maxTtlSeconds: config.maxTtlSeconds };
+  const ca = new CertificateAuthority({ ...caOptions, authority, clock });
+  const pool =
+    config.signingWorkers > 0
+      ? new SigningPool({ ca, authority: pem, workers: config.signingWorkers, clock, logger, caOptions })
+      : undefined;
   const jwtKey = await loadOrCreatePrivateJwk(
     join(config.dataDir, JWT_SIGNING_KEY_FILE),
     async () => (await JwtSvidIssuer.generate()).exportPrivateJwk(),
@@ -102,7 +104,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
   );
   for (const warning of jwtKey.warnings) logger.warn({ dataDir: config.dataDir }, warning);
   const issuance = new IssuanceService({
-    ca,
+    ca: pool ?? ca,
     jwtIssuer: await JwtSvidIssuer.fromPrivateJwk(jwtKey.jwk),
     clock,
     authenticator: await createAuthenticator(config, options),
@@ -166,6 +168,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
       auth: config.auth,
       tls: !config.insecure,
       caNotAfter: authority.notAfter.toISOString(),
+      signingWorkers: config.signingWorkers,
     },
     'meshca CA serving',
   );
@@ -177,6 +180,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     serving,
     async close() {
       serving.close();
+      await pool?.close();
       await Promise.all([
         new Promise<void>((resolve) => {
           const force = setTimeout(() => grpcServer.forceShutdown(), 5000);

@@ -38,6 +38,7 @@ export function buildCaServeCommand(io: CliIo): Command {
     .addOption(opt('--rate-limit <per-second>', 'sustained requests per second per identity (0 = off)', 'MESHCA_RATE_LIMIT', '50'))
     .addOption(opt('--rate-burst <n>', 'burst per identity', 'MESHCA_RATE_BURST', '500'))
     .addOption(opt('--self-signed <bool>', 'create a self-signed root when the data dir has no CA', 'MESHCA_SELF_SIGNED', 'true'))
+    .addOption(opt('--signing-workers <n|auto>', 'worker threads for CSR verification and signing (0 = main thread)', 'MESHCA_SIGNING_WORKERS', 'auto'))
     .addOption(opt('--log-level <level>', 'log level', 'MESHCA_LOG_LEVEL', 'info'))
     .addOption(new Option('--insecure', 'serve gRPC and HTTP without TLS (tests and local debugging only)').env('MESHCA_INSECURE'))
     .addOption(new Option('--config <file>', 'YAML file with any of these options (flags and env win)').env('MESHCA_CONFIG'))

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { ConfigError } from '../errors.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/trust-domain.js';
 import { parseDurationSeconds } from './duration.js';
@@ -25,6 +26,8 @@ export interface CaServeConfig {
   readonly rateLimitPerSecond: number;
   readonly rateLimitBurst: number;
   readonly selfSigned: boolean;
+  /** Worker threads that verify CSRs and sign; 0 signs on the main thread. */
+  readonly signingWorkers: number;
   readonly logLevel: string;
 }
 
@@ -91,6 +94,12 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
   const authTimeoutSeconds = attempt(5, () => parseDurationSeconds(String(raw['authTimeout'] ?? '5s'), '--auth-timeout'));
   if (authTimeoutSeconds < 1 && problems.length === 0) problems.push('--auth-timeout must be at least 1s');
   const servingDnsNames = list(raw['servingDnsNames']);
+  const workersRaw = String(raw['signingWorkers'] ?? 'auto');
+  // One core stays with the event loop (gRPC, HTTP, token checks); the rest sign.
+  const signingWorkers = workersRaw === 'auto' ? Math.max(0, Math.min(4, availableParallelism() - 1)) : Number(workersRaw);
+  if (!Number.isInteger(signingWorkers) || signingWorkers < 0 || signingWorkers > 64) {
+    problems.push(`--signing-workers ${JSON.stringify(workersRaw)} must be auto or a whole number 0..64`);
+  }
   if (servingDnsNames.length === 0) problems.push('--serving-dns-names must name at least one DNS name');
   const config: CaServeConfig = {
     dataDir: String(raw['dataDir']),
@@ -111,6 +120,7 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
     rateLimitPerSecond,
     rateLimitBurst,
     selfSigned: raw['selfSigned'] === undefined ? true : bool(raw['selfSigned']),
+    signingWorkers,
     logLevel: String(raw['logLevel'] ?? 'info'),
   };
   if (problems.length > 0) throw new ConfigError(problems);
