@@ -1,0 +1,34 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, test } from 'node:test';
+
+// The built package, resolved by its own name through package.json "exports", as a service
+// author's `import ... from 'meshca'` would (npm ci builds dist/ through `prepare`).
+const built = existsSync(fileURLToPath(new URL('../../dist/index.js', import.meta.url)));
+
+describe('the published library surface', () => {
+  test('dist/ exists (npm ci runs the build)', () => {
+    assert.ok(built, 'run `npm run build` first');
+  });
+
+  test("import { parseSpiffeId } from 'meshca' parses, and throws a coded error on an invalid ID", async () => {
+    const meshca = (await import('meshca' as string)) as typeof import('../../src/index.js');
+    const id = meshca.parseSpiffeId('spiffe://cluster.local/ns/default/sa/sleep');
+    assert.equal(id.trustDomain.name, 'cluster.local');
+    assert.equal(id.path, '/ns/default/sa/sleep');
+    assert.throws(
+      () => meshca.parseSpiffeId('spiffe://cluster.local/ns/../sa/x'),
+      (err: unknown) => err instanceof meshca.IdentityError && err.code === 'ERR_SPIFFE_ID_INVALID' && err.rule === 'path-dot-segment',
+    );
+  });
+
+  test('subpaths meshca/spiffe and meshca/errors resolve; internals do not', async () => {
+    const spiffe = (await import('meshca/spiffe' as string)) as typeof import('../../src/spiffe/index.js');
+    assert.equal(typeof spiffe.verifyX509Svid, 'function');
+    const errors = (await import('meshca/errors' as string)) as typeof import('../../src/errors.js');
+    assert.equal(typeof errors.IdentityError, 'function');
+    await assert.rejects(import('meshca/transport/status' as string), (err: NodeJS.ErrnoException) => err.code === 'ERR_PACKAGE_PATH_NOT_EXPORTED');
+    await assert.rejects(import('meshca/dist/cmd/meshca.js' as string), (err: NodeJS.ErrnoException) => err.code === 'ERR_PACKAGE_PATH_NOT_EXPORTED');
+  });
+});
