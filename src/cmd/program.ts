@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { systemClock } from '../clock.js';
+import { buildAgentCommand } from './agent-command.js';
 import { buildCaCommand, type CliIo } from './ca-commands.js';
 import { buildDemoCommand } from './demo.js';
 import { reportCliError } from './errors.js';
@@ -20,6 +21,7 @@ export function buildProgram(io: CliIo): Command {
     .exitOverride();
   program.addCommand(buildCaCommand(io));
   program.addCommand(buildInspectCommand(io));
+  program.addCommand(buildAgentCommand(io));
   program.addCommand(buildTokenCommand(io));
   program.addCommand(buildDemoCommand(io));
   return program;

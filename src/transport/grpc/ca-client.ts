@@ -60,6 +60,19 @@ export function createGrpcCaClient(options: GrpcCaClientOptions): GrpcCaClient {
 
   let client = connect(options.insecure === true ? credentials.createInsecure() : tlsCredentials(options.rootCertPem!));
   let closed = false;
+  // Calls in flight per channel, so a channel replaced by updateRootCertPem is closed only
+  // after its last call has settled.
+  const inFlight = new Map<IstioCertificateServiceClient, number>();
+  const retired = new Set<IstioCertificateServiceClient>();
+  const settle = (channel: IstioCertificateServiceClient): void => {
+    const left = (inFlight.get(channel) ?? 1) - 1;
+    if (left > 0) {
+      inFlight.set(channel, left);
+      return;
+    }
+    inFlight.delete(channel);
+    if (retired.delete(channel)) channel.close();
+  };
 
   return {
     createCertificate(request: CreateCertificateRequest): Promise<CreateCertificateResult> {
@@ -73,10 +86,13 @@ export function createGrpcCaClient(options: GrpcCaClientOptions): GrpcCaClient {
         // proto3 default 0 means "the CA's default lifetime", as in Istio.
         validity_duration: request.ttlSeconds ?? 0,
       };
+      const channel = client;
+      inFlight.set(channel, (inFlight.get(channel) ?? 0) + 1);
       return new Promise((resolve, reject) => {
         const onAbort = (): void => call.cancel();
-        const call = client.CreateCertificate(message, metadata, { deadline: new Date(Date.now() + timeoutMs) }, (err, response) => {
+        const call = channel.CreateCertificate(message, metadata, { deadline: new Date(Date.now() + timeoutMs) }, (err, response) => {
           signal?.removeEventListener('abort', onAbort);
+          settle(channel);
           if (signal?.aborted) {
             reject(signal.reason);
             return;
@@ -96,12 +112,15 @@ export function createGrpcCaClient(options: GrpcCaClientOptions): GrpcCaClient {
       const next = connect(tlsCredentials(rootCertPem));
       const previous = client;
       client = next;
-      previous.close();
+      if (inFlight.has(previous)) retired.add(previous);
+      else previous.close();
     },
 
     close(): void {
       closed = true;
       client.close();
+      for (const channel of retired) channel.close();
+      retired.clear();
     },
   };
 }

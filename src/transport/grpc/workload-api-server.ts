@@ -40,7 +40,8 @@ export const SECURITY_HEADER_MISSING = 'security header missing from request';
  */
 export interface WorkloadX509Source extends X509SvidSource, X509BundleSource {
   readonly trustDomain: TrustDomain;
-  on(event: 'update' | 'bundle' | 'error', listener: () => void): () => void;
+  on(event: 'update' | 'bundle' | 'error', listener: () => void): unknown;
+  off(event: 'update' | 'bundle' | 'error', listener: () => void): unknown;
 }
 
 export interface JwtSvidResult {
@@ -160,19 +161,19 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
   const handlers: SpiffeWorkloadAPIHandlers = {
     FetchX509SVID(call) {
       if (!hasSecurityHeader(call.metadata)) return void call.emit('error', securityHeaderMissing());
-      serveStream<X509SVIDResponse>(call, () => x509SvidResponse(source), (push) => [
-        source.on('update', push),
-        // An error event may mean the SVID just expired; push() then ends the stream with
-        // UNAVAILABLE, and a healthy SVID is simply sent again (every message is complete).
-        source.on('error', () => {
+      serveStream<X509SVIDResponse>(call, () => x509SvidResponse(source), (push) => {
+        // An error event may mean the SVID just expired: push() then ends the stream with
+        // UNAVAILABLE (clients retry with backoff). A still-valid SVID needs no new message.
+        const onError = (): void => {
           if (!svidUsable(source)) push();
-        }),
-      ]);
+        };
+        return [subscribe(source, 'update', push), subscribe(source, 'error', onError)];
+      });
     },
 
     FetchX509Bundles(call) {
       if (!hasSecurityHeader(call.metadata)) return void call.emit('error', securityHeaderMissing());
-      serveStream<X509BundlesResponse>(call, () => x509BundlesResponse(source), (push) => [source.on('bundle', push)]);
+      serveStream<X509BundlesResponse>(call, () => x509BundlesResponse(source), (push) => [subscribe(source, 'bundle', push)]);
     },
 
     FetchJWTSVID(call, callback) {
@@ -272,6 +273,11 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
       return closing;
     },
   };
+}
+
+function subscribe(source: WorkloadX509Source, event: 'update' | 'bundle' | 'error', listener: () => void): () => void {
+  source.on(event, listener);
+  return () => void source.off(event, listener);
 }
 
 function hasSecurityHeader(metadata: Metadata): boolean {
