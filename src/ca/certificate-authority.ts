@@ -132,9 +132,11 @@ export class CertificateAuthority {
     if (now >= this.authority.notAfter.getTime()) {
       throw new CaNotReadyError(`CA certificate expired at ${this.authority.notAfter.toISOString()}`, { rule: 'ca-expired' });
     }
-    // The validity window is exactly the TTL, starting a little in the past for clock skew.
-    const notBefore = new Date(Math.floor((now - this.#backdateMs) / 1000) * 1000);
-    const notAfter = new Date(Math.min(notBefore.getTime() + ttlSeconds * 1000, this.authority.notAfter.getTime()));
+    // Valid for the TTL from now; notBefore reaches a little into the past so a peer whose clock
+    // lags ours does not reject a fresh certificate. Backdating never eats into the TTL.
+    const nowSecond = Math.floor(now / 1000) * 1000;
+    const notBefore = new Date(nowSecond - this.#backdateMs);
+    const notAfter = new Date(Math.min(nowSecond + ttlSeconds * 1000, this.authority.notAfter.getTime()));
     const serial = this.#newSerial();
     const tbs = this.#template.buildTbs({ serial, notBefore, notAfter, spki, ...names });
     return { tbs, notBefore, notAfter, serial: Buffer.from(serial).toString('hex') };

@@ -21,6 +21,7 @@ import { isKeyKind, KEY_KINDS, type KeyKind } from '../pki/algorithms.js';
 import type { TrustDomain } from '../spiffe/trust-domain.js';
 import { parseX509BundlePem, type X509Bundle } from '../spiffe/x509-bundle.js';
 import { createGrpcCaClient, type GrpcCaClient } from '../transport/grpc/ca-client.js';
+import { createCaJwtClient } from '../transport/http/ca-jwt-client.js';
 import { parseWorkloadApiSocket, startWorkloadApiServer, type WorkloadApiServer } from '../transport/grpc/workload-api-server.js';
 import { parseTrustDomainFlag, trustDomainOption, type CliIo } from './ca-commands.js';
 
@@ -41,6 +42,8 @@ export interface AgentConfig {
   readonly caTimeoutMs: number;
   readonly bundleRefreshMs: number;
   readonly healthListen?: { readonly host: string; readonly port: number };
+  /** The CA's HTTPS API (`host:port`), for JWT-SVIDs; without it the JWT RPCs are unimplemented. */
+  readonly caHttpAddress?: string;
 }
 
 /** The raw option values, as commander hands them over (strings, env defaults applied). */
@@ -60,6 +63,7 @@ export interface AgentOptionValues {
   readonly caTimeout: string;
   readonly bundleRefresh: string;
   readonly healthListen?: string;
+  readonly caHttpAddress?: string;
 }
 
 /** Validates everything at once and lists every problem in one `ConfigError`. */
@@ -127,6 +131,7 @@ export function parseAgentConfig(values: AgentOptionValues): AgentConfig {
     caTimeoutMs: caTimeoutSeconds * 1000,
     bundleRefreshMs: bundleRefreshSeconds * 1000,
     ...(healthListen === undefined ? {} : { healthListen }),
+    ...(values.caHttpAddress === undefined ? {} : { caHttpAddress: values.caHttpAddress }),
   });
 }
 
@@ -176,10 +181,11 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   });
   if (config.insecure) logger.warn({ caAddress: config.caAddress }, 'talking to the CA in plaintext (--insecure): the token is not protected');
 
+  const tokenSource = createFileTokenSource(config.tokenFile, { clock });
   const rotator = new SvidRotator({
     trustDomain: config.trustDomain,
     caClient,
-    tokenSource: createFileTokenSource(config.tokenFile, { clock }),
+    tokenSource,
     bundleSource: createFileBundleSource(config.caRootPath, config.trustDomain),
     clock,
     keyKind: config.keyKind,
@@ -263,7 +269,18 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   let healthAddress: { host: string; port: number } | undefined;
   try {
     if (config.workloadApiSocket !== undefined) {
-      workloadApi = await startWorkloadApiServer({ socket: config.workloadApiSocket, source: rotator, logger: deps.logger });
+      const jwt =
+        config.caHttpAddress === undefined
+          ? undefined
+          : createCaJwtClient({
+              address: config.caHttpAddress,
+              trustDomain: config.trustDomain,
+              tokenSource,
+              rootCertPem: () => rotator.getX509BundleForTrustDomain(config.trustDomain)?.toPem() ?? rootPem,
+              ...(config.caServerName === undefined ? {} : { serverName: config.caServerName }),
+              timeoutMs: config.caTimeoutMs,
+            });
+      workloadApi = await startWorkloadApiServer({ socket: config.workloadApiSocket, source: rotator, logger: deps.logger, ...(jwt ? { jwt } : {}) });
     }
     if (config.healthListen !== undefined) {
       const server = createHealthServer(rotator, metrics);
@@ -403,6 +420,7 @@ export function buildAgentCommand(io: CliIo): Command {
     .addOption(envOption('--ca-server-name <name>', 'name to verify in the CA\'s TLS certificate', 'MESHCA_CA_SERVER_NAME'))
     .addOption(envOption('--ca-timeout <duration>', 'deadline of each CA call', 'MESHCA_CA_TIMEOUT', '10s'))
     .addOption(envOption('--bundle-refresh <duration>', 'how often --ca-root is re-read between rotations', 'MESHCA_BUNDLE_REFRESH', '5m'))
+    .addOption(envOption('--ca-http-address <host:port>', 'CA HTTPS API, for JWT-SVIDs over the Workload API', 'MESHCA_CA_HTTP_ADDRESS'))
     .addOption(envOption('--health-listen <host:port>', 'serve GET /healthz and /metrics here', 'MESHCA_HEALTH_LISTEN'))
     .action(async (opts: AgentOptionValues) => {
       const config = parseAgentConfig(opts);

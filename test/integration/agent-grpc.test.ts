@@ -81,14 +81,14 @@ describe('gRPC CA client', () => {
     const leaf = new X509Certificate(certChainPem[0]!);
     assert.equal(leaf.subjectAltName, `URI:${SLEEP}`);
     assert.equal(new X509Certificate(certChainPem[1]!).fingerprint256, mesh.bundle.authorities[0]!.fingerprint256);
-    assert.equal(Date.parse(leaf.validTo) - Date.parse(leaf.validFrom), 3600_000);
+    assert.equal(Date.parse(leaf.validTo) - Date.parse(leaf.validFrom), 3600_000 + 10_000, 'the TTL plus 10 s of backdating');
     assert.deepEqual(server.requests.at(-1), { validitySeconds: 3600, hadBearer: true });
   });
 
   test('sends validity_duration 0 (CA default) when no TTL is asked for', async () => {
     const { certChainPem } = await client.createCertificate({ csrPem: newCsr(), token: await token() });
     const leaf = new X509Certificate(certChainPem[0]!);
-    assert.equal(Date.parse(leaf.validTo) - Date.parse(leaf.validFrom), 24 * 3600_000);
+    assert.equal(Date.parse(leaf.validTo) - Date.parse(leaf.validFrom), 24 * 3600_000 + 10_000);
     assert.equal(server.requests.at(-1)?.validitySeconds, 0);
   });
 

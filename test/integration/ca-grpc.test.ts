@@ -35,7 +35,7 @@ describe('gRPC IstioCertificateService/CreateCertificate', () => {
     assert.equal(uriOf(response.cert_chain[0]!), SLEEP_ID);
     assert.equal(new X509Certificate(response.cert_chain[1]!).fingerprint256, new X509Certificate(ca.rootPem).fingerprint256);
     const leaf = new X509Certificate(response.cert_chain[0]!);
-    assert.equal((new Date(leaf.validTo).getTime() - new Date(leaf.validFrom).getTime()) / 3_600_000, 24);
+    assert.equal((new Date(leaf.validTo).getTime() - new Date(leaf.validFrom).getTime()) / 1000, 86_400 + 10, '24 h plus 10 s of backdating');
     const verdict = await opensslVerify(ca.rootPem, response.cert_chain[0]!, { purpose: 'sslclient' });
     assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr);
   });
@@ -51,10 +51,10 @@ describe('gRPC IstioCertificateService/CreateCertificate', () => {
     const token = await ca.mint();
     const short = await ca.createCertificate({ csr: ecCsr(), validity_duration: 3600 }, token);
     const leaf = new X509Certificate(short.cert_chain[0]!);
-    assert.equal((new Date(leaf.validTo).getTime() - new Date(leaf.validFrom).getTime()) / 1000, 3600);
+    assert.equal((new Date(leaf.validTo).getTime() - new Date(leaf.validFrom).getTime()) / 1000, 3600 + 10);
     const dflt = await ca.createCertificate({ csr: ecCsr(), validity_duration: -5 }, token);
     const leaf2 = new X509Certificate(dflt.cert_chain[0]!);
-    assert.equal((new Date(leaf2.validTo).getTime() - new Date(leaf2.validFrom).getTime()) / 1000, 86_400);
+    assert.equal((new Date(leaf2.validTo).getTime() - new Date(leaf2.validFrom).getTime()) / 1000, 86_400 + 10);
   });
 
   test('logs each request once with identity, serial and outcome, and never the token or CSR', async () => {

@@ -37,7 +37,7 @@ describe('HTTP API', () => {
     assert.equal(body.rootCert, ca.rootPem);
     const leaf = new X509Certificate(body.certChain[0]!);
     assert.equal(new Date(leaf.validTo).toISOString(), body.expiresAt);
-    assert.equal((new Date(leaf.validTo).getTime() - new Date(leaf.validFrom).getTime()) / 1000, 7200);
+    assert.equal((new Date(leaf.validTo).getTime() - new Date(leaf.validFrom).getTime()) / 1000, 7200 + 10);
     assert.equal(leaf.serialNumber.toLowerCase(), body.serial);
     const verdict = await opensslVerify(ca.rootPem, body.certChain[0]!, { purpose: 'sslserver' });
     assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr);
