@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { formatTable, type BenchResult } from './harness.js';
 import { benchGrpc } from './grpc.js';
 import { benchIssuance } from './issuance.js';
+import { benchPolicy } from './policy.js';
 
 /**
  * `npm run bench [-- --quick] [-- suite...]`: prints a table and writes bench/results.json
@@ -19,6 +20,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
     inProcessRate = results.find((r) => r.name.startsWith('in-process'))?.value ?? 0;
     return results;
   },
+  policy: () => benchPolicy(),
   grpc: async () => {
     if (inProcessRate === 0) inProcessRate = (await benchIssuance({ rounds: 1, durationMs: 500 })).find((r) => r.name.startsWith('in-process'))!.value;
     return benchGrpc({ inProcessRate, durationMs: quick ? 1000 : 3000, burstTotal: quick ? 2000 : 10_000 });

@@ -90,7 +90,9 @@ export function parseAgentConfig(values: AgentOptionValues): AgentConfig {
   const tokenFile = required(values.tokenFile, '--token-file', 'MESHCA_TOKEN_FILE');
   const trustDomain = collect(() => parseTrustDomainFlag(values.trustDomain));
   const svidTtlSeconds = collect(() => parseDurationSeconds(values.svidTtl, '--svid-ttl'));
-  if (svidTtlSeconds !== undefined && svidTtlSeconds < 60) problems.push('--svid-ttl must be at least 1m');
+  // The CA backdates notBefore by 10 s; below ~20 s the half-life point would fall before the
+  // moment of issuance and the agent would renew in a loop.
+  if (svidTtlSeconds !== undefined && svidTtlSeconds < 20) problems.push('--svid-ttl must be at least 20s');
   const hookTimeoutSeconds = collect(() => parseDurationSeconds(values.hookTimeout, '--hook-timeout'));
   const caTimeoutSeconds = collect(() => parseDurationSeconds(values.caTimeout, '--ca-timeout'));
   if (caTimeoutSeconds === 0) problems.push('--ca-timeout must be positive');
