@@ -19,7 +19,7 @@ function files(dir: string): string[] {
 
 function importsOf(path: string): string[] {
   const text = readFileSync(path, 'utf8');
-  return [...text.matchAll(/^\s*(?:import|export)\s[^;]*?from\s+'([^']+)'/gm), ...text.matchAll(/^\s*import\s+'([^']+)'/gm), ...text.matchAll(/import\('([^']+)'\)/g)].map((m) => m[1]!);
+  return [...text.matchAll(/(?:^|;)\s*(?:import|export)\s[^;]*?from\s+'([^']+)'/gm), ...text.matchAll(/(?:^|;)\s*import\s+'([^']+)'/gm), ...text.matchAll(/import\('([^']+)'\)/g)].map((m) => m[1]!);
 }
 
 function layerOf(file: string): number {
