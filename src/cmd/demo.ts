@@ -1,102 +1,267 @@
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { X509Certificate, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { Command } from 'commander';
-import { CertificateAuthority } from '../ca/certificate-authority.js';
+import { rotationTime } from '../agent/rotation.js';
+import { parseCaServeConfig } from '../config/ca-serve-config.js';
 import { formatDuration } from '../config/duration.js';
-import { AUTHORITY_FILES, loadAuthorityFromDir, writeAuthorityFiles } from '../files/authority-files.js';
-import { writeFileAtomic } from '../files/atomic-write.js';
-import { createSelfSignedRoot } from '../pki/authority.js';
+import { loadOrCreateDevIssuer } from '../files/dev-issuer-store.js';
+import { parsePolicyYaml } from '../files/policy-file.js';
+import { createLogger } from '../log.js';
+import { createSelfSignedRoot, loadAuthority } from '../pki/authority.js';
+import { CertificateAuthority } from '../ca/certificate-authority.js';
 import { createCsr } from '../pki/csr.js';
 import { exportPrivateKeyPem, generateKey } from '../pki/keys.js';
-import { workloadIdFor } from '../policy/workload-id.js';
-import { parseX509Svid } from '../spiffe/x509-svid.js';
+import { authorizeId } from '../policy/authorizer.js';
+import { compilePolicies } from '../policy/index.js';
+import { mustParseSpiffeId, parseSpiffeId } from '../spiffe/spiffe-id.js';
 import { parseTrustDomain } from '../spiffe/trust-domain.js';
+import { createMtlsAgent, createX509SourceFromFiles, type X509Source } from '../tls/index.js';
+import { createInboundProxy } from '../transport/proxy/mtls-proxy.js';
+import { parseAgentConfig, startAgent, type RunningAgent } from './agent-command.js';
 import type { CliIo } from './ca-commands.js';
+import { startCa, type RunningCa } from './ca-runtime.js';
 
-const run = promisify(execFile);
+const HELLO_POLICY = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: helloworld
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: helloworld
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/default/sa/sleep"]
+    to:
+    - operation:
+        methods: ["GET"]
+        paths: ["/hello"]
+`;
+
+interface Outcome {
+  readonly status?: number;
+  readonly body?: string;
+  readonly error?: string;
+}
+
+function get(url: string, agent: https.Agent | undefined, options: https.RequestOptions = {}): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const req = https.get(url, { agent, ...options }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ? `${err.code}: ${err.message}` : err.message }));
+  });
+}
+
+/** "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED: …:tlsv13 alert certificate required:…" → the readable part. */
+function shortTlsError(error: string): string {
+  const alert = /alert ([a-z ]+):/.exec(error)?.[1];
+  const code = error.split(':')[0];
+  return alert ? `${code} (${alert})` : error.split('\n')[0]!;
+}
+
+async function listenOn(server: http.Server | https.Server, preferred: number): Promise<number> {
+  const attempt = (port: number): Promise<number> =>
+    new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        const address = server.address();
+        resolve(typeof address === 'object' && address ? address.port : port);
+      });
+    });
+  try {
+    return await attempt(preferred);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    return attempt(0);
+  }
+}
 
 /**
- * The embedded-default walkthrough: a fresh CA, a workload key and CSR, an X.509-SVID, and an
- * independent check of it with openssl. No cluster needed.
+ * The whole story on one machine, no cluster: CA, two workloads with agents, a helloworld
+ * service behind mTLS and policy, and four requests that show what identity buys.
  */
 export function buildDemoCommand(io: CliIo): Command {
   return new Command('demo')
-    .description('run meshca end to end on this machine with an embedded default (no cluster)')
-    .option('--keep', 'keep the demo directory for manual poking', false)
-    .option('--dir <dir>', 'use this directory instead of a temporary one')
-    .action(async (opts: { keep: boolean; dir?: string }) => {
+    .description('run meshca end to end on this machine: CA, agents, mTLS and policy (no cluster needed)')
+    .option('--keep', 'leave everything running for manual poking (Ctrl-C to stop)', false)
+    .option('--dir <dir>', 'use this directory instead of a temporary one (kept afterwards)')
+    .option('--port <port>', 'helloworld HTTPS port', '5000')
+    .action(async (opts: { keep: boolean; dir?: string; port: string }) => {
       const out = io.stdout;
-      const step = (n: number, text: string): void => void out.write(`\n[${n}/4] ${text}\n`);
+      const total = 8;
+      let n = 0;
+      const step = (text: string): void => void out.write(`\n[${++n}/${total}] ${text}\n`);
+      const say = (text: string): void => void out.write(`      ${text}\n`);
+      const failures: string[] = [];
+      const check = (ok: boolean, text: string): void => {
+        say(`${ok ? '✔' : '✘'} ${text}`);
+        if (!ok) failures.push(text);
+      };
+
       const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'meshca-demo-')));
-      const dataDir = join(dir, 'certs');
-      const svidDir = join(dir, 'sleep');
+      const dataDir = join(dir, 'ca');
+      const logger = createLogger({ level: 'warn', destination: io.stderr });
+      const cleanups: (() => Promise<void> | void)[] = [];
       try {
-        const now = io.clock.now();
-        const trustDomain = parseTrustDomain('cluster.local');
-        step(1, `Creating a self-signed mesh root for trust domain ${trustDomain.name}`);
-        const root = await createSelfSignedRoot({ trustDomain: trustDomain.name, now });
-        await writeAuthorityFiles(dataDir, { ...root, rootPem: root.certPem }, { force: true });
-        const { authority } = await loadAuthorityFromDir(dataDir, now);
-        const ca = new CertificateAuthority({ authority, clock: io.clock });
-        out.write(`      root ${authority.certificate.fingerprint256.slice(0, 23)}… in ${dataDir}\n`);
-
-        step(2, 'Workload "sleep" (namespace default) generates its key and CSR locally');
-        const identity = workloadIdFor(trustDomain, { namespace: 'default', serviceAccount: 'sleep' });
-        const { privateKey } = await generateKey('ec-p256');
-        const csr = createCsr(privateKey, { uris: [identity.toString()] });
-        out.write(`      ECDSA P-256 key; the private key never leaves the workload\n`);
-
-        step(3, `The CA issues an X.509-SVID for ${identity}`);
-        const issued = await ca.sign(csr.pem, identity);
-        await mkdir(svidDir, { recursive: true });
-        await writeFileAtomic(join(svidDir, 'cert-chain.pem'), issued.certChainPem.join(''), 0o644);
-        await writeFileAtomic(join(svidDir, 'key.pem'), exportPrivateKeyPem(privateKey), 0o600);
-        await writeFileAtomic(join(svidDir, 'root-cert.pem'), ca.rootsPem, 0o644);
-        const svid = parseX509Svid(issued.certChainPem.join(''), privateKey);
-        const lifetime = (svid.notAfter.getTime() - svid.notBefore.getTime()) / 1000;
-        out.write(
-          [
-            `      SPIFFE ID:      ${svid.id}`,
-            `      issuer:         ${authority.certificate.subject.replace(/\n/g, ', ')}`,
-            `      serial:         ${issued.serial}`,
-            `      valid:          ${svid.notBefore.toISOString()} → ${svid.notAfter.toISOString()} (${formatDuration(lifetime)})`,
-            `      next rotation:  ${new Date(svid.notBefore.getTime() + (lifetime * 1000) / 2).toISOString()} (half its life)`,
-            '',
-          ].join('\n'),
+        step('Starting the CA (self-signed root for trust domain cluster.local, dev token issuer)');
+        const ca: RunningCa = await startCa(
+          parseCaServeConfig({
+            dataDir,
+            trustDomain: 'cluster.local',
+            grpcListen: '127.0.0.1:0',
+            httpListen: '127.0.0.1:0',
+            auth: 'dev',
+            audiences: 'istio-ca',
+            servingDnsNames: 'localhost',
+            defaultTtl: '24h',
+            maxTtl: '168h',
+            rateLimit: '50',
+            rateBurst: '500',
+            signingWorkers: '0',
+          }),
+          { logger, clock: io.clock },
         );
+        cleanups.push(() => ca.close());
+        const rootFile = join(dataDir, 'root-cert.pem');
+        const root = new X509Certificate(await readFile(rootFile));
+        say(`gRPC (Istio CreateCertificate) on localhost:${ca.grpcPort}, HTTPS API on localhost:${ca.httpPort}`);
+        say(`root ${root.subject} ${root.fingerprint256.slice(0, 23)}…`);
 
-        step(4, 'Independent check with openssl');
-        const rootFile = join(dataDir, AUTHORITY_FILES.root);
-        const leafFile = join(svidDir, 'cert-chain.pem');
-        for (const purpose of ['sslclient', 'sslserver']) {
-          try {
-            const { stdout } = await run('openssl', ['verify', '-x509_strict', '-purpose', purpose, '-CAfile', rootFile, leafFile]);
-            out.write(`      openssl verify -purpose ${purpose}: ${stdout.trim().split(': ').pop()}\n`);
-          } catch (err) {
-            const e = err as NodeJS.ErrnoException & { stderr?: string; stdout?: string };
-            if (e.code === 'ENOENT') {
-              out.write('      openssl not found on PATH: skipped\n');
-              break;
-            }
-            throw new Error(`openssl verify -purpose ${purpose} failed: ${e.stdout ?? ''}${e.stderr ?? ''}`);
-          }
+        step('Minting Kubernetes-shaped service-account tokens for default/helloworld and default/sleep');
+        const { issuer } = await loadOrCreateDevIssuer(dataDir);
+        const agents: Record<string, RunningAgent> = {};
+        for (const sa of ['helloworld', 'sleep']) {
+          const token = await issuer.mint({ namespace: 'default', serviceAccount: sa, audience: 'istio-ca', podName: `${sa}-v1-${randomBytes(3).toString('hex')}`, now: io.clock.now() });
+          await mkdir(join(dir, sa), { recursive: true });
+          await writeFile(join(dir, sa, 'istio-token'), token, { mode: 0o600 });
+          say(`${sa}: audience istio-ca, expires in 1h (${join(dir, sa, 'istio-token')})`);
         }
-        out.write(
-          [
-            '',
-            'Verify it yourself:',
-            `  openssl x509 -in ${leafFile} -noout -text`,
-            `  openssl verify -x509_strict -purpose sslclient -CAfile ${rootFile} ${leafFile}`,
-            `  npm run meshca -- inspect ${leafFile}`,
-            '',
-          ].join('\n'),
+
+        step('Starting an agent per workload: local key, CSR over gRPC, files + Workload API socket');
+        for (const sa of ['helloworld', 'sleep']) {
+          const config = parseAgentConfig({
+            caAddress: `localhost:${ca.grpcPort}`,
+            caRoot: rootFile,
+            tokenFile: join(dir, sa, 'istio-token'),
+            trustDomain: 'cluster.local',
+            out: join(dir, sa, 'certs'),
+            workloadApiSocket: join(dir, sa, 'workload.sock'),
+            svidTtl: '24h',
+            key: 'ec-p256',
+            hookTimeout: '30s',
+            insecure: false,
+            caTimeout: '10s',
+            bundleRefresh: '5m',
+          });
+          const agent = await startAgent(config, { clock: io.clock, logger });
+          cleanups.push(() => agent.close());
+          agents[sa] = agent;
+          const svid = await agent.rotator.waitForSvid();
+          await agent.idle();
+          const next = rotationTime(svid);
+          say(`${svid.id}  valid ${formatDuration((svid.notAfter.getTime() - io.clock.now().getTime()) / 1000)}, next rotation ${next.toISOString()} (${formatDuration((next.getTime() - io.clock.now().getTime()) / 1000)})`);
+        }
+
+        step(`Starting helloworld: a plain HTTP app behind mTLS + policy "only sleep may GET /hello"`);
+        const instance = `helloworld-v1-${randomBytes(4).toString('hex')}`;
+        const app = http.createServer((req, res) => {
+          const path = (req.url ?? '/').split('?')[0];
+          if (path === '/hello' || path === '/hello3') {
+            res.writeHead(200, { 'content-type': 'text/plain' }).end(`Hello version: v1, instance: ${instance}\n`);
+          } else {
+            res.writeHead(404).end('not found\n');
+          }
+        });
+        await listenOn(app, 0);
+        cleanups.push(() => new Promise<void>((r) => app.close(() => r())));
+        const appPort = (app.address() as { port: number }).port;
+        await writeFile(join(dir, 'helloworld-policy.yaml'), HELLO_POLICY);
+        const trustDomain = parseTrustDomain('cluster.local');
+        const engine = compilePolicies(parsePolicyYaml(HELLO_POLICY, 'helloworld-policy.yaml').policies, {
+          trustDomain,
+          namespace: 'default',
+          workloadLabels: { app: 'helloworld' },
+        });
+        const sources: Record<string, X509Source> = {};
+        for (const sa of ['helloworld', 'sleep']) {
+          sources[sa] = await createX509SourceFromFiles({
+            certChainPath: join(dir, sa, 'certs', 'cert-chain.pem'),
+            keyPath: join(dir, sa, 'certs', 'key.pem'),
+            bundlePath: join(dir, sa, 'certs', 'root-cert.pem'),
+            trustDomain,
+          });
+          cleanups.push(() => sources[sa]!.close());
+        }
+        const proxy = createInboundProxy({ source: sources['helloworld']!, upstream: new URL(`http://127.0.0.1:${appPort}`), engine, logger });
+        const port = await listenOn(proxy, Number(opts.port));
+        cleanups.push(() => new Promise<void>((r) => proxy.close(() => r())));
+        say(`https://localhost:${port}${port === Number(opts.port) ? '' : ` (port ${opts.port} was busy)`}  →  http://127.0.0.1:${appPort}; policy in ${join(dir, 'helloworld-policy.yaml')}`);
+
+        const helloworldId = mustParseSpiffeId('spiffe://cluster.local/ns/default/sa/helloworld');
+        const sleepAgent = createMtlsAgent(sources['sleep']!, { authorizer: authorizeId(helloworldId) });
+        cleanups.push(() => sleepAgent.destroy());
+
+        step('sleep → GET /hello (allowed by policy)');
+        const allowed = await get(`https://localhost:${port}/hello`, sleepAgent);
+        say(`HTTP ${allowed.status ?? '-'}  ${allowed.body ?? allowed.error}`);
+        check(allowed.status === 200 && /^Hello version: v1, instance: /.test(allowed.body ?? ''), 'sleep reaches helloworld over mTLS; helloworld verified sleep by SPIFFE ID');
+
+        step('sleep → GET /hello3 (not in the policy)');
+        const denied = await get(`https://localhost:${port}/hello3`, sleepAgent);
+        say(`HTTP ${denied.status ?? '-'}  ${denied.body ?? denied.error}`);
+        check(denied.status === 403, 'a valid identity outside policy gets 403');
+
+        step('Clients without a mesh identity');
+        const helloRoot = await readFile(join(dir, 'helloworld', 'certs', 'root-cert.pem'), 'utf8');
+        const noCert = await get(`https://localhost:${port}/hello`, new https.Agent({ ca: helloRoot, checkServerIdentity: () => undefined }));
+        say(`no client certificate  →  ${noCert.error ? shortTlsError(noCert.error) : `HTTP ${noCert.status}`}`);
+        check(noCert.error !== undefined && /certificate required|CERTIFICATE_REQUIRED|ECONNRESET|socket hang up/i.test(noCert.error), 'refused at the TLS handshake (certificate required)');
+
+        const foreignRoot = await createSelfSignedRoot({ trustDomain: 'evil.example', now: io.clock.now() });
+        const foreignCa = new CertificateAuthority({ authority: loadAuthority({ certPem: foreignRoot.certPem, keyPem: foreignRoot.keyPem, rootPem: foreignRoot.certPem }, io.clock.now()), clock: io.clock });
+        const { privateKey } = await generateKey('ec-p256');
+        const foreignId = parseSpiffeId('spiffe://evil.example/ns/default/sa/sleep');
+        const foreignSvid = await foreignCa.sign(createCsr(privateKey, { uris: [foreignId.toString()] }).pem, foreignId);
+        const foreign = await get(
+          `https://localhost:${port}/hello`,
+          new https.Agent({ ca: helloRoot, cert: foreignSvid.certChainPem.join(''), key: exportPrivateKeyPem(privateKey), checkServerIdentity: () => undefined }),
         );
-        out.write(opts.keep || opts.dir ? `Files kept in ${dir}\n` : 'Done. (--keep to keep the files)\n');
+        say(`${foreignId} (another trust domain)  →  ${foreign.error ? `${shortTlsError(foreign.error)} (the server dropped the handshake)` : `HTTP ${foreign.status}`}`);
+        check(foreign.error !== undefined, 'refused: its CA is not in the cluster.local trust bundle');
+
+        step('Check it yourself');
+        const sleepCerts = join(dir, 'sleep', 'certs');
+        const helloCerts = join(dir, 'helloworld', 'certs');
+        say(`openssl x509 -in ${join(helloCerts, 'cert-chain.pem')} -noout -text`);
+        say(`openssl verify -x509_strict -CAfile ${rootFile} ${join(sleepCerts, 'cert-chain.pem')}`);
+        say(`openssl s_client -connect localhost:${port} -cert ${join(sleepCerts, 'cert-chain.pem')} -key ${join(sleepCerts, 'key.pem')} -CAfile ${join(sleepCerts, 'root-cert.pem')}`);
+        say(`curl --cacert ${join(sleepCerts, 'root-cert.pem')} --cert ${join(sleepCerts, 'cert-chain.pem')} --key ${join(sleepCerts, 'key.pem')} -k https://localhost:${port}/hello`);
+        say('  (curl can only check hostnames, so -k skips the server check here; helloworld still verifies sleep)');
+        say(`npm run meshca -- inspect ${join(sleepCerts, 'cert-chain.pem')}`);
+
+        out.write(`\n${failures.length === 0 ? 'All checks passed.' : `${failures.length} check(s) FAILED: ${failures.join('; ')}`}\n`);
+        if (opts.keep) {
+          out.write(`Everything is still running (files in ${dir}). Press Ctrl-C to stop.\n`);
+          await new Promise<void>((resolve) => {
+            process.once('SIGINT', resolve);
+            process.once('SIGTERM', resolve);
+          });
+        }
+        if (failures.length > 0) process.exitCode = 1;
       } finally {
-        if (!opts.keep && !opts.dir) await rm(dir, { recursive: true, force: true });
+        for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
+        if (!opts.dir) await rm(dir, { recursive: true, force: true });
       }
     });
 }

@@ -5,6 +5,7 @@ import { buildCaCommand, type CliIo } from './ca-commands.js';
 import { buildDemoCommand } from './demo.js';
 import { reportCliError } from './errors.js';
 import { buildInspectCommand } from './inspect-command.js';
+import { buildProxyCommand } from './proxy-command.js';
 import { buildTokenCommand } from './token-command.js';
 
 export const VERSION = '0.1.0';
@@ -22,6 +23,7 @@ export function buildProgram(io: CliIo): Command {
   program.addCommand(buildCaCommand(io));
   program.addCommand(buildInspectCommand(io));
   program.addCommand(buildAgentCommand(io));
+  program.addCommand(buildProxyCommand(io));
   program.addCommand(buildTokenCommand(io));
   program.addCommand(buildDemoCommand(io));
   return program;
