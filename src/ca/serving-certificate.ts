@@ -15,7 +15,8 @@ export interface ServingCertificate {
 }
 
 export interface ServingCertificateOptions {
-  readonly ca: CertificateAuthority;
+  /** Read at each renewal, so a CA whose authority rotates can be passed as a delegating view. */
+  readonly ca: Pick<CertificateAuthority, 'issueServingCertificate' | 'rootsPem'>;
   readonly dnsNames: readonly string[];
   readonly clock: Clock;
   /** Default 24 h, renewed at half its life like any workload SVID. */
@@ -49,6 +50,14 @@ export class ServingCertificateManager extends EventEmitter<{ update: [ServingCe
   }
 
   async start(): Promise<ServingCertificate> {
+    await this.#renew();
+    return this.current;
+  }
+
+  /** Renews now (e.g. after the CA's authority changed) instead of at half-life. */
+  async renew(): Promise<ServingCertificate> {
+    if (this.#timer) this.#options.clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
     await this.#renew();
     return this.current;
   }

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { CertificateAuthority } from '../ca/certificate-authority.js';
@@ -6,10 +6,12 @@ import type { Clock } from '../clock.js';
 import { formatDuration, parseDurationSeconds } from '../config/duration.js';
 import { ConfigError, IdentityMismatchError, SpiffeIdError } from '../errors.js';
 import { AUTHORITY_FILES, loadAuthorityFromDir, writeAuthorityFiles } from '../files/authority-files.js';
+import { AUTHORITY_STATE_FILE, NEXT_AUTHORITY_DIR, ROTATION_STAGING_DIR } from '../files/authority-slots.js';
 import { isKeyKind, KEY_KINDS } from '../pki/algorithms.js';
 import { createSelfSignedRoot, loadAuthority } from '../pki/authority.js';
 import { parseSpiffeId } from '../spiffe/spiffe-id.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/trust-domain.js';
+import { buildCaBundleCommand, buildCaRotateCommand } from './ca-rotate-command.js';
 import { buildCaServeCommand } from './ca-serve-command.js';
 
 export interface CliIo {
@@ -79,6 +81,13 @@ export function buildCaCommand(io: CliIo): Command {
       });
       // Validate exactly as `ca serve` will, before anything is written.
       const authority = loadAuthority({ certPem: root.certPem, keyPem: root.keyPem, rootPem: root.certPem }, now);
+      if (opts.force) {
+        // A replaced CA starts a new history: a prepared authority or rotation state of the old
+        // one must not be picked up next to it.
+        for (const leftover of [NEXT_AUTHORITY_DIR, AUTHORITY_STATE_FILE, ROTATION_STAGING_DIR]) {
+          await rm(join(opts.dataDir, leftover), { recursive: true, force: true });
+        }
+      }
       await writeAuthorityFiles(opts.dataDir, { ...root, rootPem: root.certPem }, { force: opts.force });
       const dir = resolve(opts.dataDir);
       io.stdout.write(
@@ -142,5 +151,7 @@ export function buildCaCommand(io: CliIo): Command {
     });
 
   ca.addCommand(buildCaServeCommand(io));
+  ca.addCommand(buildCaRotateCommand(io));
+  ca.addCommand(buildCaBundleCommand(io));
   return ca;
 }

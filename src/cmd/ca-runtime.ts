@@ -20,6 +20,10 @@ import { bindServer, createCaGrpcServer, createRotatingServerCredentials } from 
 import { buildHttpApp } from '../transport/http/app.js';
 import { CaMetrics } from '../transport/metrics.js';
 import { ServerCredentials } from '@grpc/grpc-js';
+import { checkAuthorityLifetime, type AuthoritySnapshot } from '../ca/authority-rotation.js';
+import type { SvidSigner } from '../ca/issuance-service.js';
+import { loadAuthoritySnapshot, recoverAuthorityDir } from '../files/authority-slots.js';
+import { watchAuthorityDir } from '../files/authority-watcher.js';
 import { join } from 'node:path';
 import { JwtSvidIssuer } from '../ca/jwt-svid-issuer.js';
 import { loadOrCreatePrivateJwk } from '../files/private-jwk-store.js';
@@ -90,13 +94,36 @@ async function createAuthenticator(config: CaServeConfig, { logger, clock }: Sta
 /** Wires and starts the CA: authority, authentication, gRPC and HTTP APIs, serving certificate. */
 export async function startCa(config: CaServeConfig, options: StartCaOptions): Promise<RunningCa> {
   const { logger, clock } = options;
-  const { authority, pem } = await openAuthority(config, options);
+  await recoverAuthorityDir(config.dataDir).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return 'clean' as const;
+  });
+  await openAuthority(config, options);
+  let snapshot = await loadAuthoritySnapshot(config.dataDir, { trustDomain: config.trustDomain, now: clock.now() });
+  for (const note of snapshot.notes) logger.info({ dataDir: config.dataDir }, note);
+  try {
+    checkAuthorityLifetime({ authorityNotAfter: snapshot.authority.notAfter, maxSvidTtlSeconds: config.maxTtlSeconds, now: clock.now() });
+  } catch (err) {
+    // With a successor prepared the operator is mid-rotation: serve, but say so loudly.
+    if (!snapshot.next) throw err;
+    logger.warn({ err }, 'the active CA is close to its end; activate the prepared authority');
+  }
   const caOptions = { defaultTtlSeconds: config.defaultTtlSeconds, maxTtlSeconds: config.maxTtlSeconds };
-  const ca = new CertificateAuthority({ ...caOptions, authority, clock });
-  const pool =
-    config.signingWorkers > 0
-      ? new SigningPool({ ca, authority: pem, workers: config.signingWorkers, clock, logger, caOptions })
-      : undefined;
+  const build = (s: AuthoritySnapshot): { ca: CertificateAuthority; pool: SigningPool | undefined } => {
+    const ca = new CertificateAuthority({ ...caOptions, authority: s.authority, clock });
+    const pool = config.signingWorkers > 0 ? new SigningPool({ ca, authority: s.authorityPem, workers: config.signingWorkers, clock, logger, caOptions }) : undefined;
+    return { ca, pool };
+  };
+  let current = build(snapshot);
+  // Issuance and the serving certificate hold this view; an authority change swaps what is behind it.
+  const signer: SvidSigner & Pick<CertificateAuthority, 'issueServingCertificate' | 'rootsPem'> = {
+    sign: (csr, id, o) => (current.pool ?? current.ca).sign(csr, id, o),
+    resolveTtlSeconds: (ttl) => current.ca.resolveTtlSeconds(ttl),
+    issueServingCertificate: (key, o) => current.ca.issueServingCertificate(key, o),
+    get rootsPem() {
+      return snapshot.bundle.toPem();
+    },
+  };
   const jwtKey = await loadOrCreatePrivateJwk(
     join(config.dataDir, JWT_SIGNING_KEY_FILE),
     async () => (await JwtSvidIssuer.generate()).exportPrivateJwk(),
@@ -104,7 +131,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
   );
   for (const warning of jwtKey.warnings) logger.warn({ dataDir: config.dataDir }, warning);
   const issuance = new IssuanceService({
-    ca: pool ?? ca,
+    ca: signer,
     jwtIssuer: await JwtSvidIssuer.fromPrivateJwk(jwtKey.jwk),
     clock,
     authenticator: await createAuthenticator(config, options),
@@ -113,11 +140,11 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
   });
   const metrics = new CaMetrics({
     defaultMetrics: true,
-    caNotAfter: () => authority.notAfter,
-    caSerial: () => authority.certificate.serialNumber.toLowerCase(),
+    caNotAfter: () => snapshot.authority.notAfter,
+    caSerial: () => snapshot.authority.certificate.serialNumber.toLowerCase(),
     now: () => clock.now(),
   });
-  const serving = new ServingCertificateManager({ ca, dnsNames: config.servingDnsNames, clock, logger });
+  const serving = new ServingCertificateManager({ ca: signer, dnsNames: config.servingDnsNames, clock, logger });
   const material = await serving.start();
 
   // The per-call deadline leaves room for authentication's own timeout to report first.
@@ -133,16 +160,15 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
   const grpcHost = config.grpcListen.host.includes(':') ? `[${config.grpcListen.host}]` : config.grpcListen.host;
   const grpcPort = await bindServer(grpcServer, `${grpcHost}:${config.grpcListen.port}`, grpcCredentials);
 
-  const bundleSequence = 1;
   const app = buildHttpApp({
     issuance,
     logger,
     metrics,
     bundle: () => ({
       trustDomain: config.trustDomain.name,
-      authorities: authority.roots,
-      rootsPem: ca.rootsPem,
-      sequence: bundleSequence,
+      authorities: snapshot.bundle.roots,
+      rootsPem: snapshot.bundle.toPem(),
+      sequence: snapshot.bundle.sequence,
       refreshHintSeconds: 300,
       jwtAuthorities: issuance.jwtAuthority ? [issuance.jwtAuthority] : [],
     }),
@@ -158,6 +184,24 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
         }),
   });
   await app.listen({ host: config.httpListen.host, port: config.httpListen.port });
+  // `meshca ca rotate` and re-issued plug-in files take effect without a restart.
+  const watcher = watchAuthorityDir(config.dataDir, {
+    trustDomain: config.trustDomain,
+    clock,
+    initial: snapshot,
+    onChange: (next) => {
+      const previous = current;
+      current = build(next);
+      snapshot = next;
+      void previous.pool?.close();
+      logger.info(
+        { serial: next.authority.certificate.serialNumber.toLowerCase(), notAfter: next.authority.notAfter.toISOString(), bundleSequence: next.bundle.sequence, roots: next.bundle.roots.length },
+        'CA authority or trust bundle changed',
+      );
+      serving.renew().catch((err: unknown) => logger.error({ err }, 'serving certificate renewal after an authority change failed'));
+    },
+    onError: (err) => logger.warn({ err }, 'CA files changed but are not usable; keeping the current authority'),
+  });
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address ? address.port : config.httpListen.port;
   logger.info(
@@ -167,7 +211,8 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
       http: `${config.insecure ? 'http' : 'https'}://${config.httpListen.host}:${httpPort}`,
       auth: config.auth,
       tls: !config.insecure,
-      caNotAfter: authority.notAfter.toISOString(),
+      caNotAfter: snapshot.authority.notAfter.toISOString(),
+      bundleSequence: snapshot.bundle.sequence,
       signingWorkers: config.signingWorkers,
     },
     'meshca CA serving',
@@ -179,8 +224,9 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     issuance,
     serving,
     async close() {
+      watcher.close();
       serving.close();
-      await pool?.close();
+      await current.pool?.close();
       await Promise.all([
         new Promise<void>((resolve) => {
           const force = setTimeout(() => grpcServer.forceShutdown(), 5000);

@@ -164,6 +164,16 @@ export function loadAuthority(pem: AuthorityPem, now: Date): Authority {
   });
 }
 
+/** The root an authority chains to: the last certificate of its issuer chain (itself when self-signed). */
+export function authorityAnchor(authority: Authority): X509Certificate {
+  return authority.issuerChain[authority.issuerChain.length - 1]!;
+}
+
+/** True for a self-signed root signing directly, as `ca init` creates; false for a plug-in intermediate. */
+export function isSelfSignedAuthority(authority: Authority): boolean {
+  return authorityAnchor(authority).fingerprint256 === authority.certificate.fingerprint256;
+}
+
 // @peculiar/x509 is typed against the DOM's Crypto; Node's webcrypto is the same object at run time.
 const webcryptoProvider = webcrypto as unknown as Parameters<typeof x509.SubjectKeyIdentifierExtension.create>[2];
 
