@@ -24,6 +24,8 @@ import { checkAuthorityLifetime, type AuthoritySnapshot } from '../ca/authority-
 import type { SvidSigner } from '../ca/issuance-service.js';
 import { loadAuthoritySnapshot, recoverAuthorityDir } from '../files/authority-slots.js';
 import { watchAuthorityDir } from '../files/authority-watcher.js';
+import { loadOrCreateAuthoritySecret } from '../k8s/authority-secret.js';
+import { createKubeConfig, startKubernetesIntegration } from './ca-kubernetes.js';
 import { join } from 'node:path';
 import { JwtSvidIssuer } from '../ca/jwt-svid-issuer.js';
 import { loadOrCreatePrivateJwk } from '../files/private-jwk-store.js';
@@ -98,6 +100,26 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     return 'clean' as const;
   });
+  const kubeConfig = config.kubernetes ? createKubeConfig(config.kubeconfig) : undefined;
+  if (config.kubernetes && kubeConfig) {
+    // The cluster is the source of truth: materialize the Secret's CA into the (emptyDir) data
+    // dir, so rotation, the watcher and the signing workers work exactly as with files.
+    const pem = await loadOrCreateAuthoritySecret({
+      kubeConfig,
+      namespace: config.kubernetes.namespace,
+      logger,
+      ...(config.selfSigned
+        ? {
+            create: async () => {
+              const root = await createSelfSignedRoot({ trustDomain: config.trustDomain.name, now: clock.now() });
+              return { ...root, rootPem: root.certPem };
+            },
+          }
+        : {}),
+    });
+    await writeAuthorityFiles(config.dataDir, pem, { force: true });
+    logger.info({ source: pem.source, secret: pem.secretName, namespace: config.kubernetes.namespace }, 'CA loaded from the cluster');
+  }
   await openAuthority(config, options);
   let snapshot = await loadAuthoritySnapshot(config.dataDir, { trustDomain: config.trustDomain, now: clock.now() });
   for (const note of snapshot.notes) logger.info({ dataDir: config.dataDir }, note);
@@ -199,9 +221,21 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
         'CA authority or trust bundle changed',
       );
       serving.renew().catch((err: unknown) => logger.error({ err }, 'serving certificate renewal after an authority change failed'));
+      kubernetes?.refreshRoots();
     },
     onError: (err) => logger.warn({ err }, 'CA files changed but are not usable; keeping the current authority'),
   });
+  const kubernetes =
+    config.kubernetes && kubeConfig
+      ? await startKubernetesIntegration({
+          kubeConfig,
+          namespace: config.kubernetes.namespace,
+          identity: config.kubernetes.podName,
+          rootsPem: () => snapshot.bundle.toPem(),
+          logger,
+          clock,
+        })
+      : undefined;
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address ? address.port : config.httpListen.port;
   logger.info(
@@ -225,6 +259,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     serving,
     async close() {
       watcher.close();
+      await kubernetes?.close();
       serving.close();
       await current.pool?.close();
       await Promise.all([

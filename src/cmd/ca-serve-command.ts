@@ -40,6 +40,9 @@ export function buildCaServeCommand(io: CliIo): Command {
     .addOption(opt('--self-signed <bool>', 'create a self-signed root when the data dir has no CA', 'MESHCA_SELF_SIGNED', 'true'))
     .addOption(opt('--signing-workers <n|auto>', 'worker threads for CSR verification and signing (0 = main thread)', 'MESHCA_SIGNING_WORKERS', 'auto'))
     .addOption(opt('--log-level <level>', 'log level', 'MESHCA_LOG_LEVEL', 'info'))
+    .addOption(new Option('--kubernetes', 'keep the CA in a Secret, elect a leader (Lease) and publish the root to every namespace').env('MESHCA_KUBERNETES'))
+    .addOption(opt('--pod-namespace <ns>', 'namespace of this CA pod (downward API)', 'POD_NAMESPACE'))
+    .addOption(opt('--pod-name <name>', 'name of this CA pod, the leader-election identity (downward API)', 'POD_NAME'))
     .addOption(new Option('--insecure', 'serve gRPC and HTTP without TLS (tests and local debugging only)').env('MESHCA_INSECURE'))
     .addOption(new Option('--config <file>', 'YAML file with any of these options (flags and env win)').env('MESHCA_CONFIG'))
     .action(async (_opts: Record<string, unknown>, command: Command) => {

@@ -26,6 +26,8 @@ export interface CaServeConfig {
   readonly rateLimitPerSecond: number;
   readonly rateLimitBurst: number;
   readonly selfSigned: boolean;
+  /** Keep CA state in the cluster: the CA Secret, the Lease, per-namespace root ConfigMaps. */
+  readonly kubernetes: { readonly namespace: string; readonly podName: string } | undefined;
   /** Worker threads that verify CSRs and sign; 0 signs on the main thread. */
   readonly signingWorkers: number;
   readonly logLevel: string;
@@ -121,8 +123,14 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
     rateLimitBurst,
     selfSigned: raw['selfSigned'] === undefined ? true : bool(raw['selfSigned']),
     signingWorkers,
+    kubernetes: bool(raw['kubernetes'])
+      ? { namespace: String(raw['podNamespace'] ?? ''), podName: String(raw['podName'] ?? '') }
+      : undefined,
     logLevel: String(raw['logLevel'] ?? 'info'),
   };
+  if (config.kubernetes && (!config.kubernetes.namespace || !config.kubernetes.podName)) {
+    problems.push('--kubernetes needs the pod namespace and name (POD_NAMESPACE and POD_NAME from the downward API)');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
 }
