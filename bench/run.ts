@@ -5,6 +5,7 @@ import { formatTable, type BenchResult } from './harness.js';
 import { benchGrpc } from './grpc.js';
 import { benchIssuance } from './issuance.js';
 import { benchPolicy } from './policy.js';
+import { benchTls } from './tls.js';
 
 /**
  * `npm run bench [-- --quick] [-- suite...]`: prints a table and writes bench/results.json
@@ -21,6 +22,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
     return results;
   },
   policy: () => benchPolicy(),
+  tls: () => benchTls({ rounds: quick ? 1 : 3, durationMs: quick ? 500 : 1000 }),
   grpc: async () => {
     if (inProcessRate === 0) inProcessRate = (await benchIssuance({ rounds: 1, durationMs: 500 })).find((r) => r.name.startsWith('in-process'))!.value;
     return benchGrpc({ inProcessRate, durationMs: quick ? 1000 : 3000, burstTotal: quick ? 2000 : 10_000 });

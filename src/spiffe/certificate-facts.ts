@@ -1,19 +1,29 @@
 /**
- * The X.509 fields the SVID rules look at, read with @peculiar/x509 (node:crypto does not
- * expose key usage or URI SANs). That parser costs about 2 ms per certificate, too much to pay
- * on every TLS connection, so results are memoised by DER in a small LRU: intermediates and
- * roots are shared by all peers and a workload keeps its SVID for hours, so the verify path
- * almost always hits. Facts are a pure function of the DER, so sharing them is safe.
- * Internal to `spiffe/`.
+ * The X.509 fields the SVID rules look at (node:crypto does not expose key usage, basic
+ * constraints or URI SANs), read with the DER reader of `pki/` in a few microseconds, which is
+ * cheap enough for every TLS handshake. The generic @peculiar/x509 parser used before cost about
+ * 2 ms per certificate.
+ *
+ * Results are memoised per `X509Certificate` object in a WeakMap: bundle authorities are the same
+ * objects on every verification, so their facts (and public key) are read once per bundle, and
+ * the entries go away with the certificates. Facts are a pure function of the DER, so sharing
+ * them is safe. Internal to `spiffe/`.
  */
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
 import type { KeyObject, X509Certificate } from 'node:crypto';
+import { OID } from '../pki/algorithms.js';
+import {
+  KEY_USAGE_FLAG,
+  readBasicConstraints,
+  readCertificateFields,
+  readKeyUsageFlags,
+  readSubjectAltUris,
+  readValidity,
+} from '../pki/certificate-fields.js';
 
 export const KeyUsage = {
-  digitalSignature: x509.KeyUsageFlags.digitalSignature,
-  keyCertSign: x509.KeyUsageFlags.keyCertSign,
-  cRLSign: x509.KeyUsageFlags.cRLSign,
+  digitalSignature: KEY_USAGE_FLAG.digitalSignature,
+  keyCertSign: KEY_USAGE_FLAG.keyCertSign,
+  cRLSign: KEY_USAGE_FLAG.cRLSign,
 } as const;
 
 export interface CertificateFacts {
@@ -21,7 +31,7 @@ export interface CertificateFacts {
   readonly ca: boolean;
   /** basicConstraints pathLenConstraint, if set. */
   readonly pathLength: number | undefined;
-  /** Key usage bit flags (x509.KeyUsageFlags); undefined when the extension is absent. */
+  /** Key usage bit flags (`KEY_USAGE_FLAG`); undefined when the extension is absent. */
   readonly keyUsage: number | undefined;
   /** Every URI SAN, in order. */
   readonly uris: readonly string[];
@@ -34,71 +44,50 @@ export interface CertificateFacts {
   readonly publicKey: KeyObject;
 }
 
-const OID_SAN = '2.5.29.17';
-const OID_BASIC_CONSTRAINTS = '2.5.29.19';
-const OID_KEY_USAGE = '2.5.29.15';
 // Extensions we either enforce or that carry no constraint we would need to enforce.
-const HANDLED = new Set([
-  OID_SAN,
-  OID_BASIC_CONSTRAINTS,
-  OID_KEY_USAGE,
-  '2.5.29.37', // extended key usage: purpose is the TLS stack's business
-  '2.5.29.14', // subject key identifier
-  '2.5.29.35', // authority key identifier: checkIssued() compares it
+const HANDLED: ReadonlySet<string> = new Set([
+  OID.subjectAltName,
+  OID.basicConstraints,
+  OID.keyUsage,
+  OID.extKeyUsage, // purpose is the TLS stack's business
+  OID.subjectKeyIdentifier,
+  OID.authorityKeyIdentifier, // checkIssued() compares it
 ]);
 
-/** Bounds memory (a few hundred bytes per entry) while covering every live peer in practice. */
-const MAX_CACHED = 1024;
-// A Map iterates in insertion order; re-inserting on a hit makes the first key the LRU one.
-const cache = new Map<string, CertificateFacts>();
+const cache = new WeakMap<X509Certificate, CertificateFacts>();
 
-/** Reads (or returns memoised) facts for `cert`. Throws whatever the ASN.1 parser throws. */
+/** Reads (or returns memoised) facts for `cert`. Throws `DerError` on a malformed encoding. */
 export function certificateFacts(cert: X509Certificate): CertificateFacts {
-  const key = cert.raw.toString('base64');
-  const cached = cache.get(key);
-  if (cached !== undefined) {
-    cache.delete(key);
-    cache.set(key, cached);
-    return cached;
+  let facts = cache.get(cert);
+  if (facts === undefined) {
+    facts = readFacts(cert);
+    cache.set(cert, facts);
   }
-  const facts = readFacts(cert);
-  if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value!);
-  cache.set(key, facts);
   return facts;
 }
 
 function readFacts(cert: X509Certificate): CertificateFacts {
-  const parsed = new x509.X509Certificate(cert.raw);
-  let ca = false;
-  let pathLength: number | undefined;
-  let keyUsage: number | undefined;
-  const uris: string[] = [];
-  const seen = new Set<string>();
-  let duplicateExtension: string | undefined;
-  const unhandledCritical: string[] = [];
-  for (const ext of parsed.extensions) {
-    if (seen.has(ext.type)) duplicateExtension ??= ext.type;
-    seen.add(ext.type);
-    if (ext instanceof x509.BasicConstraintsExtension) {
-      ca = ext.ca;
-      pathLength = ext.pathLength;
-    } else if (ext instanceof x509.KeyUsagesExtension) {
-      keyUsage = ext.usages;
-    } else if (ext instanceof x509.SubjectAlternativeNameExtension) {
-      for (const name of ext.names.items) if (name.type === 'url') uris.push(name.value);
-    }
-    if (ext.critical && !HANDLED.has(ext.type)) unhandledCritical.push(ext.type);
-  }
+  const fields = readCertificateFields(cert.raw);
+  const { ca, pathLength } = readBasicConstraints(fields);
+  const keyUsage = readKeyUsageFlags(fields);
+  const uris = readSubjectAltUris(fields);
+  const { notBefore, notAfter } = readValidity(fields);
+  const unhandledCritical = fields.criticalExtensions.filter((oid) => !HANDLED.has(oid));
+  let publicKey: KeyObject | undefined;
   return Object.freeze({
     ca,
     pathLength,
     keyUsage,
     uris: Object.freeze(uris),
-    notBefore: parsed.notBefore,
-    notAfter: parsed.notAfter,
-    duplicateExtension,
+    notBefore,
+    notAfter,
+    duplicateExtension: fields.duplicateExtension,
     unhandledCritical: Object.freeze(unhandledCritical),
-    publicKey: cert.publicKey,
+    // Lazy: only issuers' keys are needed to verify a path, and extracting one costs more
+    // than reading all the other facts.
+    get publicKey(): KeyObject {
+      return (publicKey ??= cert.publicKey);
+    },
   });
 }
 

@@ -2,8 +2,13 @@
  * Strict decoding of certificate PEM and DER input. Internal to `spiffe/`; the public entry
  * points (`parseCertificatesPem`, `parseX509Svid`, `parseX509BundlePem`) wrap failures in their
  * own error classes, which is why callers pass a `fail` function.
+ *
+ * PEM is decoded here rather than with `pki/pem.ts`'s `decodePem` on purpose: that decoder skips
+ * a block it cannot match (bad characters, no END line) and accepts any label, whereas a peer's or
+ * a bundle file's certificates must fail loudly with rule `pem` when any block is malformed.
  */
 import { X509Certificate } from 'node:crypto';
+import { expectElement, TAG } from '../pki/der.js';
 
 /** Creates the caller's coded error; `rule` is one of `pem`, `der`, `no-certificates`. */
 export type DecodeFailure = (message: string, rule: 'pem' | 'der' | 'no-certificates', cause?: unknown) => Error;
@@ -85,35 +90,23 @@ export function decodeDer(der: Uint8Array, index: number, fail: DecodeFailure): 
 
 /**
  * Splits concatenated DER certificates (as in go-spiffe's ParseRaw) by reading each outer
- * SEQUENCE header, then parses each one.
+ * SEQUENCE header with the strict reader of `pki/der.ts`, then parses each one.
  */
 export function decodeConcatenatedDer(bytes: Uint8Array, fail: DecodeFailure): X509Certificate[] {
   const certs: X509Certificate[] = [];
   let offset = 0;
   while (offset < bytes.length) {
-    const size = derElementSize(bytes, offset);
-    if (size === undefined || offset + size > bytes.length) {
-      throw fail(`certificate ${certs.length} is not a valid DER X.509 certificate`, 'der');
+    let end: number;
+    try {
+      end = expectElement(bytes, offset, TAG.SEQUENCE).end;
+    } catch (err) {
+      throw fail(`certificate ${certs.length} is not a valid DER X.509 certificate`, 'der', err);
     }
-    certs.push(decodeDer(bytes.subarray(offset, offset + size), certs.length, fail));
-    offset += size;
+    certs.push(decodeDer(bytes.subarray(offset, end), certs.length, fail));
+    offset = end;
   }
   if (certs.length === 0) throw fail('no certificates given', 'no-certificates');
   return certs;
-}
-
-/** Total size (header + content) of the DER SEQUENCE at `offset`, or undefined if malformed. */
-function derElementSize(bytes: Uint8Array, offset: number): number | undefined {
-  if (bytes[offset] !== 0x30) return undefined;
-  const first = bytes[offset + 1];
-  if (first === undefined) return undefined;
-  if (first < 0x80) return 2 + first;
-  const count = first & 0x7f;
-  // Certificates are far below 2^32 bytes; longer length fields are hostile or broken.
-  if (count === 0 || count > 4 || offset + 2 + count > bytes.length) return undefined;
-  let length = 0;
-  for (let i = 0; i < count; i++) length = length * 256 + bytes[offset + 2 + i]!;
-  return 2 + count + length;
 }
 
 /** True if `bytes` starts like DER (a SEQUENCE) rather than PEM text. */
