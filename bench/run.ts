@@ -5,6 +5,7 @@ import { formatTable, type BenchResult } from './harness.js';
 import { benchGrpc } from './grpc.js';
 import { benchIssuance } from './issuance.js';
 import { benchPolicy } from './policy.js';
+import { benchProxy } from './proxy.js';
 import { benchTls } from './tls.js';
 
 /**
@@ -22,6 +23,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
     return results;
   },
   policy: () => benchPolicy(),
+  proxy: () => benchProxy({ durationMs: quick ? 500 : 2000 }),
   tls: () => benchTls({ rounds: quick ? 1 : 3, durationMs: quick ? 500 : 1000 }),
   grpc: async () => {
     if (inProcessRate === 0) inProcessRate = (await benchIssuance({ rounds: 1, durationMs: 500 })).find((r) => r.name.startsWith('in-process'))!.value;
