@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { systemClock } from '../src/clock.js';
 import { startCa } from '../src/cmd/ca-runtime.js';
-import { parseCaServeConfig } from '../src/config/ca-serve-config.js';
+import { LOOPBACK_CA_OPTIONS, parseCaServeConfig } from '../src/config/ca-serve-config.js';
 import { loadOrCreateDevIssuer } from '../src/files/dev-issuer-store.js';
 import { createLogger } from '../src/log.js';
 import { progress, type BenchResult } from './harness.js';
@@ -40,17 +40,8 @@ export async function benchGrpc(options: { inProcessRate: number; durationMs: nu
   const results: BenchResult[] = [];
   try {
     const config = parseCaServeConfig({
+      ...LOOPBACK_CA_OPTIONS,
       dataDir,
-      trustDomain: 'cluster.local',
-      grpcListen: '127.0.0.1:0',
-      httpListen: '127.0.0.1:0',
-      auth: 'dev',
-      audiences: 'istio-ca',
-      servingDnsNames: 'localhost',
-      defaultTtl: '24h',
-      maxTtl: '168h',
-      rateLimit: '50',
-      rateBurst: '500',
       ...(options.workers === undefined ? {} : { signingWorkers: String(options.workers) }),
     });
     const ca = await startCa(config, { logger: createLogger({ level: 'silent' }), clock: systemClock });

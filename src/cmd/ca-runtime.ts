@@ -14,7 +14,7 @@ import { CaNotReadyError } from '../errors.js';
 import { readAuthorityFiles, writeAuthorityFiles } from '../files/authority-files.js';
 import { loadOrCreateDevIssuer } from '../files/dev-issuer-store.js';
 import type { Logger } from '../log.js';
-import { createSelfSignedRoot, loadAuthority, type Authority, type AuthorityPem } from '../pki/authority.js';
+import { createSelfSignedRoot, loadAuthority } from '../pki/authority.js';
 import { SigningPool } from '../workers/signing-pool.js';
 import { bindServer, createCaGrpcServer, createRotatingServerCredentials } from '../transport/grpc/ca-server.js';
 import { buildHttpApp } from '../transport/http/app.js';
@@ -46,21 +46,20 @@ export interface StartCaOptions {
   readonly clock: Clock;
 }
 
-async function openAuthority(config: CaServeConfig, { logger, clock }: StartCaOptions): Promise<{ authority: Authority; pem: AuthorityPem }> {
+/** Makes sure the data dir holds a CA: validates what is there, or creates a self-signed root. */
+async function ensureAuthority(config: CaServeConfig, { logger, clock }: StartCaOptions): Promise<void> {
   try {
     const files = await readAuthorityFiles(config.dataDir);
     for (const warning of files.warnings) logger.warn({ dataDir: config.dataDir }, warning);
-    return { authority: loadAuthority(files, clock.now()), pem: files };
+    loadAuthority(files, clock.now());
+    return;
   } catch (err) {
     if (!(err instanceof CaNotReadyError && err.rule === 'missing' && config.selfSigned)) throw err;
   }
   // Like istiod without cacerts: the first start creates a self-signed root.
-  const now = clock.now();
-  const root = await createSelfSignedRoot({ trustDomain: config.trustDomain.name, now });
-  const pem: AuthorityPem = { ...root, rootPem: root.certPem };
-  await writeAuthorityFiles(config.dataDir, pem);
+  const root = await createSelfSignedRoot({ trustDomain: config.trustDomain.name, now: clock.now() });
+  await writeAuthorityFiles(config.dataDir, { ...root, rootPem: root.certPem });
   logger.info({ dataDir: config.dataDir, trustDomain: config.trustDomain.name }, 'created a self-signed root CA');
-  return { authority: loadAuthority(pem, now), pem };
 }
 
 async function createAuthenticator(config: CaServeConfig, { logger, clock }: StartCaOptions): Promise<Authenticator> {
@@ -120,7 +119,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     await writeAuthorityFiles(config.dataDir, pem, { force: true });
     logger.info({ source: pem.source, secret: pem.secretName, namespace: config.kubernetes.namespace }, 'CA loaded from the cluster');
   }
-  await openAuthority(config, options);
+  await ensureAuthority(config, options);
   let snapshot = await loadAuthoritySnapshot(config.dataDir, { trustDomain: config.trustDomain, now: clock.now() });
   for (const note of snapshot.notes) logger.info({ dataDir: config.dataDir }, note);
   try {

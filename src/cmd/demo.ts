@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { rotationTime } from '../agent/rotation.js';
-import { parseCaServeConfig } from '../config/ca-serve-config.js';
+import { LOOPBACK_CA_OPTIONS, parseCaServeConfig } from '../config/ca-serve-config.js';
 import { formatDuration } from '../config/duration.js';
 import { loadOrCreateDevIssuer } from '../files/dev-issuer-store.js';
 import { parsePolicyYaml } from '../files/policy-file.js';
@@ -116,20 +116,7 @@ export function buildDemoCommand(io: CliIo): Command {
       try {
         step('Starting the CA (self-signed root for trust domain cluster.local, dev token issuer)');
         const ca: RunningCa = await startCa(
-          parseCaServeConfig({
-            dataDir,
-            trustDomain: 'cluster.local',
-            grpcListen: '127.0.0.1:0',
-            httpListen: '127.0.0.1:0',
-            auth: 'dev',
-            audiences: 'istio-ca',
-            servingDnsNames: 'localhost',
-            defaultTtl: '24h',
-            maxTtl: '168h',
-            rateLimit: '50',
-            rateBurst: '500',
-            signingWorkers: '0',
-          }),
+          parseCaServeConfig({ ...LOOPBACK_CA_OPTIONS, dataDir, signingWorkers: '0' }),
           { logger, clock: io.clock },
         );
         cleanups.push(() => ca.close());

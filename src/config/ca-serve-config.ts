@@ -36,6 +36,23 @@ export interface CaServeConfig {
 /** Raw values as commander collected them (flags, env, config file, defaults): all strings/booleans. */
 export type RawCaServeOptions = Readonly<Record<string, unknown>>;
 
+/**
+ * An in-process CA on loopback with the embedded dev issuer, ports chosen by the OS: what the
+ * demo, the benchmarks and the tests start. Add `dataDir` and any overrides.
+ */
+export const LOOPBACK_CA_OPTIONS: RawCaServeOptions = Object.freeze({
+  trustDomain: 'cluster.local',
+  grpcListen: '127.0.0.1:0',
+  httpListen: '127.0.0.1:0',
+  auth: 'dev',
+  audiences: 'istio-ca',
+  servingDnsNames: 'localhost',
+  defaultTtl: '24h',
+  maxTtl: '168h',
+  rateLimit: '50',
+  rateBurst: '500',
+});
+
 function parseListen(value: unknown, flag: string, problems: string[]): { host: string; port: number } {
   const text = String(value);
   const match = /^(?:\[([0-9a-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/i.exec(text);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
-import { parseCaServeConfig, type RawCaServeOptions } from '../../src/config/ca-serve-config.js';
+import { LOOPBACK_CA_OPTIONS, parseCaServeConfig, type RawCaServeOptions } from '../../src/config/ca-serve-config.js';
 import { startCa, type RunningCa } from '../../src/cmd/ca-runtime.js';
 import { loadOrCreateDevIssuer } from '../../src/files/dev-issuer-store.js';
 import type { DevTokenIssuer, MintOptions } from '../../src/authn/dev-issuer.js';
@@ -49,15 +49,9 @@ export interface TestCa {
 export async function startTestCa(overrides: RawCaServeOptions = {}, clock: Clock = systemClock): Promise<TestCa> {
   const dataDir = await mkdtemp(join(tmpdir(), 'meshca-ca-'));
   const config = parseCaServeConfig({
+    ...LOOPBACK_CA_OPTIONS,
     dataDir,
-    trustDomain: 'cluster.local',
-    grpcListen: '127.0.0.1:0',
-    httpListen: '127.0.0.1:0',
-    auth: 'dev',
-    audiences: 'istio-ca',
     servingDnsNames: 'localhost,meshca.meshca.svc',
-    defaultTtl: '24h',
-    maxTtl: '168h',
     rateLimit: '0',
     rateBurst: '1',
     ...overrides,
