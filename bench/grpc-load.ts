@@ -29,7 +29,7 @@ const { IstioCertificateService } = loadIstioCaProto().istio.v1.auth;
 const clients = Array.from(
   { length: job.channels },
   (_, i) =>
-    new IstioCertificateService(job.address, credentials.createSsl(Buffer.from(job.rootPem)), {
+    new IstioCertificateService(job.address, job.rootPem ? credentials.createSsl(Buffer.from(job.rootPem)) : credentials.createInsecure(), {
       // Distinct channels: grpc-js would otherwise share one subchannel between clients.
       'grpc.channel_id': i,
       'grpc.use_local_subchannel_pool': 1,
