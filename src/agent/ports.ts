@@ -5,6 +5,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import type { KeyKind } from '../pki/algorithms.js';
+import type { TrustDomain } from '../spiffe/trust-domain.js';
 import type { X509Bundle } from '../spiffe/x509-bundle.js';
 
 export interface CreateCertificateRequest {
@@ -49,6 +50,39 @@ export interface TokenSource {
  */
 export interface BundleSource {
   fetchBundle(options?: { readonly signal?: AbortSignal }): Promise<X509Bundle>;
+}
+
+/** One fetch of a federated trust domain's bundle. */
+export interface FetchedFederatedBundle {
+  /** The `x509-svid` authorities, for the source's trust domain. */
+  readonly bundle: X509Bundle;
+  /** The document's `spiffe_refresh_hint`, when it has one (PEM files never do). */
+  readonly refreshHintSeconds?: number;
+}
+
+/**
+ * Where the bundle of one *other* trust domain comes from: a file an operator maintains, or the
+ * federated CA's SPIFFE bundle endpoint. The trust domain is fixed by configuration: nothing a
+ * document says can move its authorities to another trust domain. Adapter:
+ * `files/federated-bundles.ts`.
+ */
+export interface FederatedBundleSource {
+  readonly trustDomain: TrustDomain;
+  /** The path or URL, for logs and errors. */
+  readonly location: string;
+  fetchBundle(options?: { readonly signal?: AbortSignal }): Promise<FetchedFederatedBundle>;
+}
+
+/**
+ * What the rotator serves federated bundles from (`FederatedBundles`, or a fake): one bundle per
+ * foreign trust domain, looked up by the peer's trust domain, never pooled with the own one.
+ */
+export interface FederatedBundleProvider {
+  getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle | undefined;
+  /** The current federated bundles; the same array object until one of them changes. */
+  getX509Bundles(): readonly X509Bundle[];
+  /** Called with the new bundle after a federated trust domain's bundle changed; returns the unsubscribe. */
+  onBundlesChange(listener: (bundle: X509Bundle) => void): () => void;
 }
 
 /** Generates the private key for the next SVID; the key never leaves the agent's process. */

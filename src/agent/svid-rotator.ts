@@ -13,6 +13,11 @@
  * Trust: the CA's answer never extends trust. The chain must verify against the bundle from the
  * `BundleSource` port (an independent channel, the mounted root-cert.pem), and the root the CA
  * appends to its chain is only ever matched against that bundle, never added to it.
+ *
+ * Federation: with a `FederatedBundleProvider`, the rotator also answers for the bundles of
+ * federated trust domains (so TLS verifies a foreign peer against *its* trust domain's bundle,
+ * and the Workload API sends them as `federated_bundles`). They are kept apart from the own
+ * bundle: they never anchor this agent's SVID, and the own trust domain is never looked up there.
  */
 import type { KeyObject } from 'node:crypto';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
@@ -30,7 +35,7 @@ import { generateKey } from '../pki/keys.js';
 import type { TrustDomain } from '../spiffe/trust-domain.js';
 import type { X509Bundle, X509BundleSource } from '../spiffe/x509-bundle.js';
 import { parseX509Svid, verifyX509Svid, type X509Svid, type X509SvidSource } from '../spiffe/x509-svid.js';
-import type { BundleSource, CaClient, KeyGenerator, RandomSource, TokenSource } from './ports.js';
+import type { BundleSource, CaClient, FederatedBundleProvider, KeyGenerator, RandomSource, TokenSource } from './ports.js';
 import { backoffDelayMs, rotationTime, type BackoffJitter } from './rotation.js';
 import { expectedSpiffeIdForToken } from './token-claims.js';
 
@@ -73,9 +78,14 @@ export interface SvidRotatorOptions {
   readonly backoff?: { readonly baseMs?: number; readonly maxMs?: number; readonly jitter?: BackoffJitter };
   /** How often the bundle is re-read between rotations; 0 disables polling. Default 5 min. */
   readonly bundleRefreshMs?: number;
+  /** Bundles of federated trust domains, served beside the own one (see the file comment). */
+  readonly federatedBundles?: FederatedBundleProvider;
 }
 
-/** Pushed after every new SVID (`reason: 'svid'`) and every bundle change while one is held. */
+/**
+ * Pushed after every new SVID (`reason: 'svid'`) and every bundle change, own or federated,
+ * while one is held. `bundle` is always the own trust domain's.
+ */
 export interface X509SvidUpdate {
   readonly reason: 'svid' | 'bundle';
   readonly svid: X509Svid;
@@ -101,7 +111,10 @@ export interface SvidRotatorError {
 
 export interface SvidRotatorEvents {
   update: X509SvidUpdate;
-  /** The trust bundle changed (also before the first SVID, for bundle-only consumers). */
+  /**
+   * A trust bundle changed (also before the first SVID, for bundle-only consumers): the own
+   * trust domain's or, with federation, a federated one; check `bundle.trustDomain`.
+   */
   bundle: X509Bundle;
   error: SvidRotatorError;
 }
@@ -133,6 +146,8 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
   readonly #jitterFraction: number | undefined;
   readonly #backoff: NonNullable<SvidRotatorOptions['backoff']>;
   readonly #bundleRefreshMs: number;
+  readonly #federation: FederatedBundleProvider | undefined;
+  readonly #unsubscribeFederation: () => void;
   readonly #listeners: { [E in keyof SvidRotatorEvents]: Set<Listener<SvidRotatorEvents[E]>> } = {
     update: new Set(),
     bundle: new Set(),
@@ -175,6 +190,13 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
     this.#jitterFraction = options.jitterFraction;
     this.#backoff = options.backoff ?? {};
     this.#bundleRefreshMs = refresh;
+    const federation = options.federatedBundles;
+    if (federation !== undefined && (typeof federation.getX509Bundles !== 'function' || typeof federation.onBundlesChange !== 'function')) {
+      throw new TypeError('federatedBundles must be a FederatedBundleProvider');
+    }
+    this.#federation = federation;
+    this.#unsubscribeFederation = federation?.onBundlesChange((bundle) => this.#onFederatedBundle(bundle)) ?? (() => undefined);
+    this.#rebuildBundleList();
     // Fail at construction, not at the first rotation, on bad jitter or backoff settings.
     // (With a constant random: the injected source's sequence belongs to real decisions.)
     rotationTime({ notBefore: new Date(0), notAfter: new Date(1000) }, { ...this.#rotationOptions(), random: () => 0.5 });
@@ -203,10 +225,16 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
     return svid;
   }
 
-  /** The trust bundle of the agent's own trust domain; undefined for any other, or when closed. */
+  /**
+   * The trust bundle of the agent's own trust domain, or of a federated one; undefined for any
+   * other, or when closed.
+   */
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle | undefined {
-    if (this.#closed || !this.trustDomain.equals(trustDomain)) return undefined;
-    return this.#bundle;
+    if (this.#closed) return undefined;
+    if (this.trustDomain.equals(trustDomain)) return this.#bundle;
+    const federated = this.#federation?.getX509BundleForTrustDomain(trustDomain);
+    // A provider that answers for another trust domain than asked is not believed.
+    return federated !== undefined && federated.trustDomain.equals(trustDomain) ? federated : undefined;
   }
 
   /** True while an unexpired SVID is held and the source is open. */
@@ -225,8 +253,8 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
   }
 
   /**
-   * Every bundle this source trusts: only its own trust domain's (the agent has no federation).
-   * The same array object until the bundle changes, so consumers can compare cheaply.
+   * Every bundle this source trusts: the own trust domain's first, then the federated ones.
+   * The same array object until a bundle changes, so consumers can compare cheaply.
    */
   getX509Bundles(): readonly X509Bundle[] {
     return this.#closed ? [] : this.#bundleList;
@@ -305,6 +333,7 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
   /** Stops rotating and closes the source: `getX509Svid()` throws from now on. Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#unsubscribeFederation();
     await this.#stop();
     const waiters = this.#waiters;
     this.#waiters = [];
@@ -527,7 +556,7 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
     const current = this.#bundle;
     if (current !== undefined && sameAuthorities(current, bundle)) return;
     this.#bundle = bundle;
-    this.#bundleList = Object.freeze([bundle]);
+    this.#rebuildBundleList();
     this.#emit('bundle', bundle);
     const svid = this.#svid;
     if (svid === undefined || !this.hasValidSvid()) return;
@@ -540,6 +569,21 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
       // it already, so renew now instead of at the scheduled time.
       this.#rotateNow();
     }
+  }
+
+  #rebuildBundleList(): void {
+    const federated = (this.#federation?.getX509Bundles() ?? []).filter((b) => !b.trustDomain.equals(this.trustDomain));
+    this.#bundleList = Object.freeze(this.#bundle === undefined ? federated : [this.#bundle, ...federated]);
+  }
+
+  #onFederatedBundle(bundle: X509Bundle): void {
+    if (this.#closed || bundle.trustDomain.equals(this.trustDomain)) return;
+    this.#rebuildBundleList();
+    this.#emit('bundle', bundle);
+    const svid = this.#svid;
+    const own = this.#bundle;
+    if (svid === undefined || own === undefined || !this.hasValidSvid()) return;
+    this.#emit('update', { reason: 'bundle', svid, bundle: own, serial: serialOf(svid), nextRotationAt: this.#nextRotationAt });
   }
 
   #armBundlePoll(run: RunState): void {

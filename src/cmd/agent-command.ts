@@ -1,7 +1,8 @@
 /**
  * `meshca agent`: the node/pod-side half of meshca. Wires the SvidRotator to the gRPC CA client,
  * the token and root files, the SVID output files, the SPIFFE Workload API socket and a
- * health/metrics endpoint. This is the composition root for the agent (STYLE: L4); everything
+ * health/metrics endpoint, and (with `--federated-bundle`) the bundles of federated trust
+ * domains. This is the composition root for the agent (STYLE: L4); everything
  * it wires is tested on its own.
  */
 import { readFile } from 'node:fs/promises';
@@ -9,16 +10,18 @@ import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Command, Option } from 'commander';
 import { Counter, Gauge, Registry } from 'prom-client';
+import { FederatedBundles, type FederatedBundleError } from '../agent/federated-bundles.js';
 import { SvidRotator, type SvidRotatorError, type X509SvidUpdate } from '../agent/svid-rotator.js';
 import type { Clock } from '../clock.js';
 import { formatDuration, parseDurationSeconds } from '../config/duration.js';
 import { ConfigError } from '../errors.js';
 import { createFileBundleSource } from '../files/bundle-file.js';
+import { createFederatedBundleSource } from '../files/federated-bundles.js';
 import { runPostRotationHook, writeSvidFiles } from '../files/svid-files.js';
 import { createFileTokenSource } from '../files/token-file.js';
 import { createLogger, type Logger } from '../log.js';
 import { isKeyKind, KEY_KINDS, type KeyKind } from '../pki/algorithms.js';
-import type { TrustDomain } from '../spiffe/trust-domain.js';
+import { parseTrustDomain, type TrustDomain } from '../spiffe/trust-domain.js';
 import { parseX509BundlePem, type X509Bundle } from '../spiffe/x509-bundle.js';
 import { createGrpcCaClient, type GrpcCaClient } from '../transport/grpc/ca-client.js';
 import { createCaJwtClient } from '../transport/http/ca-jwt-client.js';
@@ -44,6 +47,16 @@ export interface AgentConfig {
   readonly healthListen?: { readonly host: string; readonly port: number };
   /** The CA's HTTPS API (`host:port`), for JWT-SVIDs; without it the JWT RPCs are unimplemented. */
   readonly caHttpAddress?: string;
+  /** Foreign trust domains whose peers are trusted, each with where its bundle comes from. Default none. */
+  readonly federatedBundles?: readonly FederatedBundleConfig[];
+  /** PEM CAs that authenticate `https://` federated bundle endpoints; default: Node's public roots. */
+  readonly federatedBundleCaPath?: string;
+}
+
+export interface FederatedBundleConfig {
+  readonly trustDomain: TrustDomain;
+  /** An `https://` SPIFFE bundle endpoint URL, or a file (PEM or SPIFFE bundle JWKS). */
+  readonly location: string;
 }
 
 /** The raw option values, as commander hands them over (strings, env defaults applied). */
@@ -64,6 +77,9 @@ export interface AgentOptionValues {
   readonly bundleRefresh: string;
   readonly healthListen?: string;
   readonly caHttpAddress?: string;
+  /** `<trust-domain>=<https-url-or-file>`, repeatable. */
+  readonly federatedBundle?: readonly string[];
+  readonly federatedBundleCa?: string;
 }
 
 /** Validates everything at once and lists every problem in one `ConfigError`. */
@@ -103,6 +119,8 @@ export function parseAgentConfig(values: AgentOptionValues): AgentConfig {
     problems.push('nothing would receive the SVID: give --out <dir> and/or --workload-api-socket <path>');
   }
   const healthListen = values.healthListen === undefined ? undefined : parseListen(values.healthListen, problems);
+  const federatedBundles = parseFederatedBundleFlags(values.federatedBundle ?? [], trustDomain, problems);
+  if (values.federatedBundleCa !== undefined && values.federatedBundleCa.trim() === '') problems.push('--federated-bundle-ca is empty');
   if (
     problems.length > 0 ||
     caAddress === undefined ||
@@ -134,7 +152,49 @@ export function parseAgentConfig(values: AgentOptionValues): AgentConfig {
     bundleRefreshMs: bundleRefreshSeconds * 1000,
     ...(healthListen === undefined ? {} : { healthListen }),
     ...(values.caHttpAddress === undefined ? {} : { caHttpAddress: values.caHttpAddress }),
+    federatedBundles,
+    ...(values.federatedBundleCa === undefined ? {} : { federatedBundleCaPath: values.federatedBundleCa }),
   });
+}
+
+/**
+ * `<trust-domain>=<location>` values: the trust domain bare or as `spiffe://`, the location an
+ * `https://` URL, a `file://` URL or a path. The own trust domain and repeats are refused.
+ */
+function parseFederatedBundleFlags(values: readonly string[], own: TrustDomain | undefined, problems: string[]): FederatedBundleConfig[] {
+  const result: FederatedBundleConfig[] = [];
+  for (const value of values) {
+    const flag = `--federated-bundle ${JSON.stringify(value)}`;
+    const eq = value.indexOf('=');
+    const name = eq < 0 ? '' : value.slice(0, eq).trim();
+    const location = eq < 0 ? '' : value.slice(eq + 1).trim();
+    if (name === '' || location === '') {
+      problems.push(`${flag} must be <trust-domain>=<https-url-or-file>, e.g. td-b=https://meshca.td-b.example:15014/.well-known/spiffe-bundle`);
+      continue;
+    }
+    let trustDomain: TrustDomain;
+    try {
+      trustDomain = parseTrustDomain(name);
+    } catch (err) {
+      problems.push(`${flag}: ${(err as Error).message}`);
+      continue;
+    }
+    const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(location)?.[1]?.toLowerCase();
+    if (scheme !== undefined && scheme.length > 1 && scheme !== 'https' && scheme !== 'file') {
+      problems.push(`${flag}: the bundle must come from an https:// URL or a file, not ${scheme}:`);
+      continue;
+    }
+    if (own !== undefined && trustDomain.equals(own)) {
+      problems.push(`${flag}: ${trustDomain.name} is this agent's own trust domain; its bundle comes from --ca-root`);
+      continue;
+    }
+    if (result.some((f) => f.trustDomain.equals(trustDomain))) {
+      problems.push(`${flag}: ${trustDomain.name} is federated more than once; give one bundle location per trust domain`);
+      continue;
+    }
+    result.push(Object.freeze({ trustDomain, location }));
+  }
+  return result;
 }
 
 function parseListen(value: string, problems: string[]): { host: string; port: number } | undefined {
@@ -154,7 +214,9 @@ export interface AgentDeps {
 }
 
 export interface RunningAgent {
+  /** The X.509 source: the own SVID and bundle, and the federated bundles when configured. */
   readonly rotator: SvidRotator;
+  readonly federation: FederatedBundles | undefined;
   readonly workloadApi: WorkloadApiServer | undefined;
   /** Where the health endpoint listens (port resolved when 0 was asked for). */
   readonly healthAddress: { readonly host: string; readonly port: number } | undefined;
@@ -184,6 +246,21 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   if (config.insecure) logger.warn({ caAddress: config.caAddress }, 'talking to the CA in plaintext (--insecure): the token is not protected');
 
   const tokenSource = createFileTokenSource(config.tokenFile, { clock });
+  const federated = config.federatedBundles ?? [];
+  const federation =
+    federated.length === 0
+      ? undefined
+      : new FederatedBundles({
+          trustDomain: config.trustDomain,
+          sources: federated.map((f) =>
+            createFederatedBundleSource(f.trustDomain, f.location, {
+              ...(config.federatedBundleCaPath === undefined ? {} : { endpointCaPath: config.federatedBundleCaPath }),
+              timeoutMs: config.caTimeoutMs,
+            }),
+          ),
+          clock,
+          ...(deps.random === undefined ? {} : { random: deps.random }),
+        });
   const rotator = new SvidRotator({
     trustDomain: config.trustDomain,
     caClient,
@@ -194,8 +271,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     ttlSeconds: config.svidTtlSeconds,
     bundleRefreshMs: config.bundleRefreshMs,
     ...(deps.random === undefined ? {} : { random: deps.random }),
+    ...(federation === undefined ? {} : { federatedBundles: federation }),
   });
-  const metrics = new AgentMetrics(rotator, clock);
+  const metrics = new AgentMetrics(rotator, clock, federation);
 
   // Deliveries run one after another, so two quick updates never interleave their files.
   let delivery: Promise<void> = Promise.resolve();
@@ -241,6 +319,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   });
   let tlsRootPem = rootPem;
   rotator.on('bundle', (bundle: X509Bundle) => {
+    if (!bundle.trustDomain.equals(config.trustDomain)) {
+      logger.info({ trustDomain: bundle.trustDomain.name, roots: bundle.authorities.length, sequence: bundle.sequenceNumber }, 'federated trust bundle loaded');
+      return;
+    }
     logger.info({ trustDomain: bundle.trustDomain.name, roots: bundle.authorities.length }, 'trust bundle loaded');
     // The CA's serving certificate chains to the same mesh root: follow a root rotation.
     const pem = bundle.toPem();
@@ -264,6 +346,19 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     } else {
       logger.warn(fields, 'cannot read the trust bundle; keeping the last good one');
     }
+  });
+
+  federation?.on('error', (event: FederatedBundleError) => {
+    logger.warn(
+      {
+        err: event.error,
+        trustDomain: event.trustDomain.name,
+        location: event.location,
+        attempt: event.attempt,
+        nextAttemptAt: event.nextFetchAt?.toISOString(),
+      },
+      event.bundleKept ? 'cannot refresh a federated trust bundle; keeping the last good one' : 'cannot fetch a federated trust bundle; its peers are not trusted yet',
+    );
   });
 
   let workloadApi: WorkloadApiServer | undefined;
@@ -304,9 +399,11 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   }
 
   const running = rotator.run();
+  const federating = federation?.run();
   let closing: Promise<void> | undefined;
   return {
     rotator,
+    federation,
     workloadApi,
     healthAddress,
     idle: () => delivery,
@@ -314,6 +411,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       closing ??= (async () => {
         await rotator.close();
         await running;
+        await federation?.close();
+        await federating;
         await workloadApi?.close();
         await new Promise<void>((resolve) => {
           if (health === undefined) return resolve();
@@ -333,7 +432,7 @@ class AgentMetrics {
   readonly rotations: Counter;
   readonly failures: Counter;
 
-  constructor(rotator: SvidRotator, clock: Clock) {
+  constructor(rotator: SvidRotator, clock: Clock, federation: FederatedBundles | undefined) {
     this.rotations = new Counter({ name: 'meshca_agent_rotations_total', help: 'X.509-SVIDs obtained from the CA.', registers: [this.registry] });
     this.failures = new Counter({
       name: 'meshca_agent_rotation_failures_total',
@@ -353,6 +452,33 @@ class AgentMetrics {
         }
       },
     });
+    new Gauge({
+      name: 'meshca_agent_bundle_authority_expiry_seconds',
+      help: 'Seconds until each trusted root expires, per trust domain (own and federated); negative once expired.',
+      labelNames: ['trust_domain', 'fingerprint'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const now = clock.now().getTime();
+        for (const bundle of rotator.getX509Bundles()) {
+          for (const cert of bundle.authorities) {
+            this.set({ trust_domain: bundle.trustDomain.name, fingerprint: cert.fingerprint256 }, (Date.parse(cert.validTo) - now) / 1000);
+          }
+        }
+      },
+    });
+    if (federation !== undefined) {
+      new Gauge({
+        name: 'meshca_agent_federated_bundle_fetch_failures',
+        help: 'Consecutive failed fetches of each federated trust bundle (0 after a success).',
+        labelNames: ['trust_domain'],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const status of federation.status()) this.set({ trust_domain: status.trustDomain.name }, status.failures);
+        },
+      });
+    }
     new Gauge({
       name: 'meshca_agent_svid_valid',
       help: '1 while a valid X.509-SVID is held, else 0.',
@@ -395,6 +521,22 @@ function createHealthServer(rotator: SvidRotator, metrics: AgentMetrics): HttpSe
   });
 }
 
+/** Repeatable; the env form is a comma-separated list of the same `<td>=<location>` values. */
+function federatedBundleOption(env: NodeJS.ProcessEnv): Option {
+  const fromEnv = env['MESHCA_FEDERATED_BUNDLES']
+    ?.split(',')
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
+  const option = new Option(
+    '--federated-bundle <td=url-or-file>',
+    'trust peers of another trust domain: its bundle from an https:// SPIFFE bundle endpoint or a PEM/JWKS file; repeatable (env MESHCA_FEDERATED_BUNDLES, comma-separated)',
+  ).argParser((value: string, previous: string[] | undefined) =>
+    // Flags replace the env list rather than add to it, like every other flag.
+    previous === undefined || previous === fromEnv ? [value] : [...previous, value],
+  );
+  return fromEnv === undefined || fromEnv.length === 0 ? option : option.default(fromEnv);
+}
+
 export function buildAgentCommand(io: CliIo): Command {
   const env = io.env;
   const envOption = (flags: string, description: string, name: string, fallback?: string): Option => {
@@ -424,6 +566,14 @@ export function buildAgentCommand(io: CliIo): Command {
     .addOption(envOption('--bundle-refresh <duration>', 'how often --ca-root is re-read between rotations', 'MESHCA_BUNDLE_REFRESH', '5m'))
     .addOption(envOption('--ca-http-address <host:port>', 'CA HTTPS API, for JWT-SVIDs over the Workload API', 'MESHCA_CA_HTTP_ADDRESS'))
     .addOption(envOption('--health-listen <host:port>', 'serve GET /healthz and /metrics here', 'MESHCA_HEALTH_LISTEN'))
+    .addOption(federatedBundleOption(env))
+    .addOption(
+      envOption(
+        '--federated-bundle-ca <file>',
+        'PEM CAs that authenticate https:// federated bundle endpoints (default: the system roots)',
+        'MESHCA_FEDERATED_BUNDLE_CA',
+      ),
+    )
     .action(async (opts: AgentOptionValues) => {
       const config = parseAgentConfig(opts);
       const logger = createLogger({ destination: io.stderr });

@@ -40,6 +40,11 @@ export const SECURITY_HEADER_MISSING = 'security header missing from request';
  */
 export interface WorkloadX509Source extends X509SvidSource, X509BundleSource {
   readonly trustDomain: TrustDomain;
+  /**
+   * Every bundle, own and federated. Bundles of other trust domains go out as
+   * `federated_bundles` and in FetchX509Bundles; without this method only the own one is sent.
+   */
+  getX509Bundles?(): readonly X509Bundle[];
   on(event: 'update' | 'bundle' | 'error', listener: () => void): unknown;
   off(event: 'update' | 'bundle' | 'error', listener: () => void): unknown;
 }
@@ -332,13 +337,27 @@ function x509SvidResponse(source: WorkloadX509Source): X509SVIDResponse | { code
         hint: '',
       },
     ],
+    federated_bundles: Object.fromEntries(federatedBundles(source, svid.id.trustDomain).map((b) => [b.trustDomain.idString(), bundleDer(b)])),
   };
+}
+
+/** The source's bundles of trust domains other than `own`, one per trust domain. */
+function federatedBundles(source: WorkloadX509Source, own: TrustDomain): X509Bundle[] {
+  const seen = new Set<string>([own.name]);
+  const bundles: X509Bundle[] = [];
+  for (const bundle of source.getX509Bundles?.() ?? []) {
+    if (seen.has(bundle.trustDomain.name) || bundle.authorities.length === 0) continue;
+    seen.add(bundle.trustDomain.name);
+    bundles.push(bundle);
+  }
+  return bundles;
 }
 
 function x509BundlesResponse(source: WorkloadX509Source): X509BundlesResponse | { code: GrpcStatus; details: string } {
   const bundle = source.getX509BundleForTrustDomain(source.trustDomain);
   if (bundle === undefined) return { code: GrpcStatus.UNAVAILABLE, details: 'no trust bundle available yet' };
-  return { bundles: { [source.trustDomain.idString()]: bundleDer(bundle) } };
+  const federated = federatedBundles(source, source.trustDomain).map((b) => [b.trustDomain.idString(), bundleDer(b)] as const);
+  return { bundles: Object.fromEntries([[source.trustDomain.idString(), bundleDer(bundle)], ...federated]) };
 }
 
 function bundleDer(bundle: X509Bundle): Buffer {
