@@ -578,8 +578,12 @@ export function buildAgentCommand(io: CliIo): Command {
       const config = parseAgentConfig(opts);
       const logger = createLogger({ destination: io.stderr });
       const agent = await startAgent(config, { clock: io.clock, logger });
+      // Rotation timers are unref'd (a library must not hold its host process open); the agent
+      // process itself must stay up until it is told to stop, even with only --out to serve.
+      const keepAlive = setInterval(() => undefined, 2 ** 30);
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals): void => {
+          clearInterval(keepAlive);
           process.off('SIGTERM', stop);
           process.off('SIGINT', stop);
           logger.info({ signal }, 'shutting down');

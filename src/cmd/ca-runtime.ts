@@ -8,7 +8,7 @@ import { CertificateAuthority } from '../ca/certificate-authority.js';
 import { IssuanceService } from '../ca/issuance-service.js';
 import { RateLimiter } from '../ca/rate-limiter.js';
 import { ServingCertificateManager } from '../ca/serving-certificate.js';
-import type { Clock } from '../clock.js';
+import type { Clock, TimerHandle } from '../clock.js';
 import type { CaServeConfig } from '../config/ca-serve-config.js';
 import { CaNotReadyError } from '../errors.js';
 import { readAuthorityFiles, writeAuthorityFiles } from '../files/authority-files.js';
@@ -20,9 +20,9 @@ import { bindServer, createCaGrpcServer, createRotatingServerCredentials } from 
 import { buildHttpApp } from '../transport/http/app.js';
 import { CaMetrics } from '../transport/metrics.js';
 import { ServerCredentials } from '@grpc/grpc-js';
-import { checkAuthorityLifetime, type AuthoritySnapshot } from '../ca/authority-rotation.js';
+import { AuthorityRotation, checkAuthorityLifetime, type AuthoritySnapshot } from '../ca/authority-rotation.js';
 import type { SvidSigner } from '../ca/issuance-service.js';
-import { loadAuthoritySnapshot, recoverAuthorityDir } from '../files/authority-slots.js';
+import { createFileAuthorityStore, loadAuthoritySnapshot, recoverAuthorityDir } from '../files/authority-slots.js';
 import { watchAuthorityDir } from '../files/authority-watcher.js';
 import { loadOrCreateAuthoritySecret } from '../k8s/authority-secret.js';
 import { createKubeConfig, startKubernetesIntegration } from './ca-kubernetes.js';
@@ -235,6 +235,31 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
           clock,
         })
       : undefined;
+  // Self-signed roots renew themselves: prepare, publish, activate, retire, each at its time.
+  // Plug-in authorities are never replaced automatically, and with --kubernetes the Secret is
+  // the source of truth, which this file-based store does not write.
+  const rotation = config.kubernetes
+    ? undefined
+    : new AuthorityRotation({ store: createFileAuthorityStore(config.dataDir), trustDomain: config.trustDomain, maxSvidTtlSeconds: config.maxTtlSeconds, refreshHintSeconds: 300 });
+  let rotationTimer: TimerHandle | undefined;
+  let rotationClosed = false;
+  const runRotation = (): void => {
+    if (!rotation || rotationClosed) return;
+    rotation
+      .autoRotate({ now: clock.now() })
+      .then(({ performed, plan }) => {
+        if (performed) logger.info({ action: plan.action, reason: plan.reason }, 'automatic CA rotation step done');
+        void watcher.check();
+        // Re-plan at least daily: the plan depends on files an operator may change.
+        const delay = plan.at === undefined ? 86_400_000 : Math.min(86_400_000, Math.max(1000, plan.at.getTime() - clock.now().getTime()));
+        if (!rotationClosed) rotationTimer = clock.setTimeout(runRotation, delay);
+      })
+      .catch((err: unknown) => {
+        logger.error({ err }, 'automatic CA rotation failed; retrying in 5 minutes');
+        if (!rotationClosed) rotationTimer = clock.setTimeout(runRotation, 300_000);
+      });
+  };
+  runRotation();
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address ? address.port : config.httpListen.port;
   logger.info(
@@ -257,6 +282,8 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     issuance,
     serving,
     async close() {
+      rotationClosed = true;
+      if (rotationTimer) clock.clearTimeout(rotationTimer);
       watcher.close();
       await kubernetes?.close();
       serving.close();

@@ -46,6 +46,10 @@ export function buildCaServeCommand(io: CliIo): Command {
     .addOption(new Option('--insecure', 'serve gRPC and HTTP without TLS (tests and local debugging only)').env('MESHCA_INSECURE'))
     .addOption(new Option('--config <file>', 'YAML file with any of these options (flags and env win)').env('MESHCA_CONFIG'))
     .action(async (_opts: Record<string, unknown>, command: Command) => {
+      // Commander turns a boolean flag on whenever its variable is set, even to "false".
+      for (const [name, variable] of [['insecure', 'MESHCA_INSECURE'], ['kubernetes', 'MESHCA_KUBERNETES']] as const) {
+        if (command.getOptionValueSource(name) === 'env') command.setOptionValueWithSource(name, io.env[variable] ?? '', 'env');
+      }
       const configFile = command.getOptionValue('config') as string | undefined;
       if (configFile) await applyConfigFile(command, configFile);
       const config = parseCaServeConfig(command.opts());

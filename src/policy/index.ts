@@ -37,3 +37,5 @@ export type {
 export type { LabelOperator, LabelRequirement, LabelSelector, WorkloadLabels } from './label-selector.js';
 export { compilePolicies, DEFAULT_ROOT_NAMESPACE } from './policy-engine.js';
 export type { AppliedPolicy, CompilePoliciesOptions, IgnoredPolicy, PeerContext, PolicyEngine } from './policy-engine.js';
+export { normalizeRequestPath } from './request-path.js';
+export type { NormalizedPath } from './request-path.js';

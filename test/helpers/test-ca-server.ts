@@ -47,7 +47,9 @@ export interface TestCa {
 
 /** Starts the real CA runtime in-process on loopback ports chosen by the OS, with a fresh data dir. */
 export async function startTestCa(overrides: RawCaServeOptions = {}, clock: Clock = systemClock): Promise<TestCa> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'meshca-ca-'));
+  // A caller may bring a prepared data dir (and then owns its removal).
+  const ownDir = overrides['dataDir'] === undefined;
+  const dataDir = ownDir ? await mkdtemp(join(tmpdir(), 'meshca-ca-')) : String(overrides['dataDir']);
   const config = parseCaServeConfig({
     ...LOOPBACK_CA_OPTIONS,
     dataDir,
@@ -88,7 +90,7 @@ export async function startTestCa(overrides: RawCaServeOptions = {}, clock: Cloc
     async close() {
       client.close();
       await running.close();
-      await rm(dataDir, { recursive: true, force: true });
+      if (ownDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

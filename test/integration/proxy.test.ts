@@ -85,6 +85,15 @@ describe('meshca proxy (real process): mTLS + policy in front of a plain HTTP ap
     assert.match(out, /received 2097152 bytes/);
   });
 
+  test('a denied path cannot be reached by another spelling of it', async () => {
+    for (const spelling of ['/x/../hello3', '//hello3', '/%68ello3', '/./hello3']) {
+      const res = await sClient('sleep', `GET ${spelling} HTTP/1.0\r\n\r\n`);
+      assert.match(res.stdout, /HTTP\/1\.1 403/, spelling);
+    }
+    assert.match((await sClient('sleep', 'GET /x/../hello HTTP/1.0\r\n\r\n')).stdout, /HTTP\/1\.1 200/, 'normalized to an allowed path');
+    assert.match((await sClient('sleep', 'GET /a%2Fhello HTTP/1.0\r\n\r\n')).stdout, /HTTP\/1\.1 400/);
+  });
+
   test('a valid identity outside the policy gets 403; a wrong path too', async () => {
     assert.match((await sClient('productpage', 'GET /hello HTTP/1.0\r\n\r\n')).stdout, /HTTP\/1\.1 403[\s\S]*ERR_AUTHZ_DENIED/);
     assert.match((await sClient('sleep', 'GET /hello3 HTTP/1.0\r\n\r\n')).stdout, /HTTP\/1\.1 403/);

@@ -5,6 +5,7 @@ import type { Logger } from '../../log.js';
 import type { Decision, PolicyEngine } from '../../policy/index.js';
 import type { Authorizer } from '../../policy/authorizer.js';
 import { createHttpsServer, createMtlsAgent, findPeerIdentity, type X509Source } from '../../tls/index.js';
+import { normalizeRequestPath } from '../../policy/request-path.js';
 import { formatXfcc, XFCC_HEADER } from './xfcc.js';
 
 /** Hop-by-hop headers (RFC 9110 7.6.1) are the proxy's own business, never forwarded. */
@@ -86,8 +87,16 @@ export function createInboundProxy(options: InboundProxyOptions): https.Server {
       sendJson(res, 403, { error: { code: 'ERR_AUTHZ_DENIED', message: 'no verified client identity' } });
       return;
     }
+    // Authorize and forward the same normalized path, so the app cannot be reached by a
+    // spelling of a path that policy did not see.
+    const normalized = normalizeRequestPath(req.url ?? '/');
+    if (!normalized.ok) {
+      sendJson(res, 400, { error: { code: 'ERR_BAD_REQUEST', message: `bad request path: ${normalized.reason}` } });
+      return;
+    }
+    const path = normalized.path;
+    req.url = path + normalized.query;
     if (options.engine) {
-      const path = (req.url ?? '/').split('?')[0]!;
       const decision: Decision = options.engine.decideFor(options.engine.peer(peer.id), {
         peer: peer.id,
         method: req.method ?? 'GET',
