@@ -16,6 +16,7 @@
  * - A bundle counts as changed when its authorities or its sequence differ; consumers get a
  *   `change` event and the same bundle objects until then.
  */
+import { Listeners } from './listeners.js';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { BundleError } from '../errors.js';
 import type { TrustDomain } from '../spiffe/trust-domain.js';
@@ -95,10 +96,7 @@ export class FederatedBundles implements X509BundleSource, FederatedBundleProvid
   readonly #minRefreshMs: number;
   readonly #maxRefreshMs: number;
   readonly #retryBaseMs: number;
-  readonly #listeners: { [E in keyof FederatedBundlesEvents]: Set<Listener<FederatedBundlesEvents[E]>> } = {
-    change: new Set(),
-    error: new Set(),
-  };
+  readonly #listeners = new Listeners<FederatedBundlesEvents>(['change', 'error']);
   #list: readonly X509Bundle[] = Object.freeze([]);
   #run: { readonly controller: AbortController; readonly finish: () => void } | undefined;
   #stopping: Promise<void> | undefined;
@@ -178,14 +176,12 @@ export class FederatedBundles implements X509BundleSource, FederatedBundleProvid
 
   /** Listeners must not throw; if one does, the others still run. */
   on<E extends keyof FederatedBundlesEvents>(event: E, listener: Listener<FederatedBundlesEvents[E]>): this {
-    const set = this.#listeners[event] as Set<Listener<FederatedBundlesEvents[E]>> | undefined;
-    if (set === undefined) throw new TypeError(`unknown event ${String(event)}`);
-    set.add(listener);
+    this.#listeners.on(event, listener);
     return this;
   }
 
   off<E extends keyof FederatedBundlesEvents>(event: E, listener: Listener<FederatedBundlesEvents[E]>): this {
-    (this.#listeners[event] as Set<Listener<FederatedBundlesEvents[E]>> | undefined)?.delete(listener);
+    this.#listeners.off(event, listener);
     return this;
   }
 
@@ -331,13 +327,7 @@ export class FederatedBundles implements X509BundleSource, FederatedBundleProvid
   }
 
   #emit<E extends keyof FederatedBundlesEvents>(event: E, payload: FederatedBundlesEvents[E]): void {
-    for (const listener of [...(this.#listeners[event] as Set<Listener<FederatedBundlesEvents[E]>>)]) {
-      try {
-        listener(payload);
-      } catch {
-        // A consumer's bug must not stop the other consumers or the polling.
-      }
-    }
+    this.#listeners.emit(event, payload);
   }
 }
 

@@ -19,6 +19,7 @@
  * and the Workload API sends them as `federated_bundles`). They are kept apart from the own
  * bundle: they never anchor this agent's SVID, and the own trust domain is never looked up there.
  */
+import { Listeners } from './listeners.js';
 import type { KeyObject } from 'node:crypto';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import {
@@ -148,11 +149,7 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
   readonly #bundleRefreshMs: number;
   readonly #federation: FederatedBundleProvider | undefined;
   readonly #unsubscribeFederation: () => void;
-  readonly #listeners: { [E in keyof SvidRotatorEvents]: Set<Listener<SvidRotatorEvents[E]>> } = {
-    update: new Set(),
-    bundle: new Set(),
-    error: new Set(),
-  };
+  readonly #listeners = new Listeners<SvidRotatorEvents>(['update', 'bundle', 'error']);
 
   #svid: X509Svid | undefined;
   #bundle: X509Bundle | undefined;
@@ -266,14 +263,12 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
    * still run and rotation carries on.
    */
   on<E extends keyof SvidRotatorEvents>(event: E, listener: Listener<SvidRotatorEvents[E]>): this {
-    const set = this.#listeners[event] as Set<Listener<SvidRotatorEvents[E]>> | undefined;
-    if (set === undefined) throw new TypeError(`unknown event ${String(event)}`);
-    set.add(listener);
+    this.#listeners.on(event, listener);
     return this;
   }
 
   off<E extends keyof SvidRotatorEvents>(event: E, listener: Listener<SvidRotatorEvents[E]>): this {
-    (this.#listeners[event] as Set<Listener<SvidRotatorEvents[E]>> | undefined)?.delete(listener);
+    this.#listeners.off(event, listener);
     return this;
   }
 
@@ -612,13 +607,7 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
   }
 
   #emit<E extends keyof SvidRotatorEvents>(event: E, payload: SvidRotatorEvents[E]): void {
-    for (const listener of [...(this.#listeners[event] as Set<Listener<SvidRotatorEvents[E]>>)]) {
-      try {
-        listener(payload);
-      } catch {
-        // A consumer's bug must not stop rotation for every other consumer.
-      }
-    }
+    this.#listeners.emit(event, payload);
   }
 }
 
