@@ -163,6 +163,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     defaultMetrics: true,
     caNotAfter: () => snapshot.authority.notAfter,
     caSerial: () => snapshot.authority.certificate.serialNumber.toLowerCase(),
+    bundleRoots: () => snapshot.bundle.roots,
     now: () => clock.now(),
   });
   const serving = new ServingCertificateManager({ ca: signer, dnsNames: config.servingDnsNames, clock, logger });

@@ -10,8 +10,18 @@ export class CaMetrics {
   readonly denied: Counter<'transport' | 'reason'>;
   readonly latency: Histogram<'transport' | 'result'>;
   readonly caExpiry: Gauge<'serial'>;
+  readonly bundleExpiry: Gauge<'fingerprint'>;
 
-  constructor(options: { defaultMetrics?: boolean; caNotAfter?: () => Date; caSerial?: () => string; now?: () => Date } = {}) {
+  constructor(
+    options: {
+      defaultMetrics?: boolean;
+      caNotAfter?: () => Date;
+      caSerial?: () => string;
+      /** Every root in the trust bundle (active, prepared, retiring), for per-authority expiry. */
+      bundleRoots?: () => readonly { readonly fingerprint256: string; readonly validTo: string }[];
+      now?: () => Date;
+    } = {},
+  ) {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
     this.issued = new Counter({
       name: 'meshca_certificates_issued_total',
@@ -32,7 +42,7 @@ export class CaMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [this.registry],
     });
-    const { caNotAfter, caSerial } = options;
+    const { caNotAfter, caSerial, bundleRoots } = options;
     const now = options.now ?? (() => new Date());
     this.caExpiry = new Gauge({
       name: 'meshca_ca_certificate_expiry_seconds',
@@ -43,6 +53,19 @@ export class CaMetrics {
         if (!caNotAfter) return;
         this.reset();
         this.set({ serial: caSerial?.() ?? '' }, (caNotAfter().getTime() - now().getTime()) / 1000);
+      },
+    });
+    this.bundleExpiry = new Gauge({
+      name: 'meshca_trust_bundle_authority_expiry_seconds',
+      help: 'Seconds until each root in the trust bundle expires.',
+      labelNames: ['fingerprint'],
+      registers: [this.registry],
+      collect() {
+        if (!bundleRoots) return;
+        this.reset();
+        for (const root of bundleRoots()) {
+          this.set({ fingerprint: root.fingerprint256 }, (new Date(root.validTo).getTime() - now().getTime()) / 1000);
+        }
       },
     });
   }

@@ -70,6 +70,7 @@ describe('HTTP API', () => {
     const metrics = await httpsRequest(`${ca.httpUrl}/metrics`, { ca: ca.rootPem });
     assert.match(metrics.body, /meshca_certificates_issued_total\{transport="http"\} \d+/);
     assert.match(metrics.body, /meshca_ca_certificate_expiry_seconds\{serial="[0-9a-f]+"\} \d+/);
+    assert.match(metrics.body, /meshca_trust_bundle_authority_expiry_seconds\{fingerprint="[0-9A-F:]+"\} \d+/);
     assert.match(metrics.body, /meshca_certificate_request_duration_seconds_bucket/);
   });
 
