@@ -12,7 +12,26 @@ import { systemClock } from '../../src/clock.js';
 import { parseAgentConfig, startAgent, type AgentOptionValues, type RunningAgent } from '../../src/cmd/agent-command.js';
 import type { Logger } from '../../src/log.js';
 import { silentLogger } from '../../src/log.js';
+import type { X509Certificate } from 'node:crypto';
+import type { TrustDomain } from '../../src/spiffe/trust-domain.js';
+import { X509Bundle } from '../../src/spiffe/x509-bundle.js';
+import { verifyX509Svid } from '../../src/spiffe/x509-svid.js';
 import type { TestCa } from './test-ca-server.js';
+
+/** Whether the rotator's current SVID chains to `root` (as a peer trusting only that root would see it). */
+export function chainsTo(rotator: SvidRotator, td: TrustDomain, root: X509Certificate): boolean {
+  try {
+    verifyX509Svid(rotator.getX509Svid().certificates, new X509Bundle(td, [root]), { now: new Date() });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the rotator's bundle for `td` holds the root with this SHA-256 fingerprint. */
+export function trusts(rotator: SvidRotator, td: TrustDomain, fingerprint: string): boolean {
+  return rotator.getX509BundleForTrustDomain(td)?.authorities.some((c) => c.fingerprint256 === fingerprint) ?? false;
+}
 
 export interface TestAgentOptions {
   readonly dir: string;

@@ -6,14 +6,13 @@
  * on the bundle change itself instead of waiting out their 1 h lifetime.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, type X509Certificate } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { SvidRotator } from '../../src/agent/svid-rotator.js';
 import { AuthorityRotation } from '../../src/ca/authority-rotation.js';
 import type { RunningAgent } from '../../src/cmd/agent-command.js';
 import { createFileAuthorityStore } from '../../src/files/authority-slots.js';
@@ -24,25 +23,12 @@ import { parseTrustDomain } from '../../src/spiffe/trust-domain.js';
 import { parseX509BundlePem, X509Bundle, X509BundleSet } from '../../src/spiffe/x509-bundle.js';
 import { parseX509Svid, verifyX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.js';
 import { createHttpsServer, createMtlsAgent, createStaticX509Source, getPeerSpiffeId } from '../../src/tls/index.js';
-import { mtlsGet, startTestAgent, waitUntil } from '../helpers/agent-harness.js';
+import { chainsTo, mtlsGet, startTestAgent, trusts, waitUntil } from '../helpers/agent-harness.js';
 import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
 
 const TD = parseTrustDomain('cluster.local');
 const SLEEP = mustParseSpiffeId('spiffe://cluster.local/ns/default/sa/sleep');
 const HELLO = mustParseSpiffeId('spiffe://cluster.local/ns/default/sa/helloworld');
-
-function chainsTo(rotator: SvidRotator, root: X509Certificate): boolean {
-  try {
-    verifyX509Svid(rotator.getX509Svid().certificates, new X509Bundle(TD, [root]), { now: new Date() });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function trusts(rotator: SvidRotator, fingerprint: string): boolean {
-  return rotator.getX509BundleForTrustDomain(TD)?.authorities.some((c) => c.fingerprint256 === fingerprint) ?? false;
-}
 
 describe('compromise drill: distrust the old root right after activation', () => {
   let dir: string;
@@ -98,7 +84,7 @@ describe('compromise drill: distrust the old root right after activation', () =>
 
     const prepared = await rotation.prepare({ now: new Date() });
     const newFingerprint = prepared.added[0]!.fingerprint;
-    await waitUntil([hello.rotator, sleep.rotator], () => trusts(hello.rotator, newFingerprint) && trusts(sleep.rotator, newFingerprint), 'both agents to trust the new root');
+    await waitUntil([hello.rotator, sleep.rotator], () => trusts(hello.rotator, TD, newFingerprint) && trusts(sleep.rotator, TD, newFingerprint), 'both agents to trust the new root');
     const newRoot = hello.rotator.getX509BundleForTrustDomain(TD)!.authorities.find((c) => c.fingerprint256 === newFingerprint)!;
     await rotation.activate({ now: new Date() });
 
@@ -119,10 +105,10 @@ describe('compromise drill: distrust the old root right after activation', () =>
       await waitUntil(
         [hello.rotator, sleep.rotator],
         () =>
-          !trusts(hello.rotator, oldRoot.fingerprint256) &&
-          !trusts(sleep.rotator, oldRoot.fingerprint256) &&
-          chainsTo(hello.rotator, newRoot) &&
-          chainsTo(sleep.rotator, newRoot),
+          !trusts(hello.rotator, TD, oldRoot.fingerprint256) &&
+          !trusts(sleep.rotator, TD, oldRoot.fingerprint256) &&
+          chainsTo(hello.rotator, TD, newRoot) &&
+          chainsTo(sleep.rotator, TD, newRoot),
         'the shrunken bundle to reach both agents and both to renew from the new root',
       );
       const renewed = sleep.rotator.getX509Svid();

@@ -6,24 +6,22 @@
  * straight from the agents' rotators. Not one request or handshake may fail.
  */
 import assert from 'node:assert/strict';
-import type { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { SvidRotator } from '../../src/agent/svid-rotator.js';
 import { AuthorityRotation } from '../../src/ca/authority-rotation.js';
 import type { RunningAgent } from '../../src/cmd/agent-command.js';
 import { createFileAuthorityStore } from '../../src/files/authority-slots.js';
 import { authorizeId } from '../../src/policy/index.js';
 import { mustParseSpiffeId } from '../../src/spiffe/spiffe-id.js';
 import { parseTrustDomain } from '../../src/spiffe/trust-domain.js';
-import { parseX509BundlePem, X509Bundle } from '../../src/spiffe/x509-bundle.js';
+import { parseX509BundlePem } from '../../src/spiffe/x509-bundle.js';
 import { verifyX509Svid } from '../../src/spiffe/x509-svid.js';
 import { createHttpsServer, createMtlsAgent, getPeerIdentity } from '../../src/tls/index.js';
-import { mtlsGet, startTestAgent, waitUntil } from '../helpers/agent-harness.js';
+import { chainsTo, mtlsGet, startTestAgent, trusts, waitUntil } from '../helpers/agent-harness.js';
 import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
 
 const TD = parseTrustDomain('cluster.local');
@@ -40,19 +38,6 @@ interface LaneStats {
   readonly failures: string[];
   /** Root fingerprint each successful request's client SVID chained to, as helloworld saw it. */
   readonly anchors: string[];
-}
-
-function chainsTo(rotator: SvidRotator, root: X509Certificate): boolean {
-  try {
-    verifyX509Svid(rotator.getX509Svid().certificates, new X509Bundle(TD, [root]), { now: new Date() });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function trusts(rotator: SvidRotator, fingerprint: string): boolean {
-  return rotator.getX509BundleForTrustDomain(TD)?.authorities.some((c) => c.fingerprint256 === fingerprint) ?? false;
 }
 
 describe('CA rotation under continuous mTLS traffic', () => {
@@ -147,7 +132,7 @@ describe('CA rotation under continuous mTLS traffic', () => {
       const prepared = await rotation.prepare({ now: new Date() });
       assert.equal(prepared.added.length, 1);
       const newFingerprint = prepared.added[0]!.fingerprint;
-      await waitUntil([hello.rotator, sleep.rotator], () => trusts(hello.rotator, newFingerprint) && trusts(sleep.rotator, newFingerprint), 'both agents to trust the new root');
+      await waitUntil([hello.rotator, sleep.rotator], () => trusts(hello.rotator, TD, newFingerprint) && trusts(sleep.rotator, TD, newFingerprint), 'both agents to trust the new root');
       timings['prepared→propagated'] = Date.now() - started;
       const newRoot = hello.rotator.getX509BundleForTrustDomain(TD)!.authorities.find((c) => c.fingerprint256 === newFingerprint)!;
       await moreTraffic(5);
@@ -158,7 +143,7 @@ describe('CA rotation under continuous mTLS traffic', () => {
       assert.equal(activated.activeRoot.fingerprint, newFingerprint);
       await waitUntil(
         [hello.rotator, sleep.rotator],
-        () => chainsTo(hello.rotator, newRoot) && chainsTo(sleep.rotator, newRoot),
+        () => chainsTo(hello.rotator, TD, newRoot) && chainsTo(sleep.rotator, TD, newRoot),
         'both agents to hold SVIDs from the new root',
         35_000,
       );
@@ -171,7 +156,7 @@ describe('CA rotation under continuous mTLS traffic', () => {
       assert.deepEqual(retired.removed.map((r) => r.fingerprint), [oldRoot.fingerprint256]);
       await waitUntil(
         [hello.rotator, sleep.rotator],
-        () => !trusts(hello.rotator, oldRoot.fingerprint256) && !trusts(sleep.rotator, oldRoot.fingerprint256),
+        () => !trusts(hello.rotator, TD, oldRoot.fingerprint256) && !trusts(sleep.rotator, TD, oldRoot.fingerprint256),
         'both agents to drop the old root',
       );
       timings['retired→propagated'] = Date.now() - started;
