@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { ConfigError } from '../errors.js';
 import { describePem } from '../pki/describe.js';
+import { PemError } from '../pki/pem.js';
 import type { CliIo } from './ca-commands.js';
 import { formatDescriptions } from './output.js';
 
@@ -14,7 +15,14 @@ export function buildInspectCommand(io: CliIo): Command {
       const all = [];
       for (const file of files) {
         const text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
-        const descriptions = describePem(text, io.clock.now());
+        let descriptions;
+        try {
+          descriptions = describePem(text, io.clock.now());
+        } catch (err) {
+          // Hostile or damaged files are the point of an inspector: say what is wrong, never crash.
+          const what = err instanceof PemError ? err.message : `not a readable certificate or CSR (${(err as Error).message})`;
+          throw new ConfigError([`${file}: ${what}`], { cause: err });
+        }
         if (descriptions.length === 0) throw new ConfigError([`${file}: no PEM certificate or certificate request found`]);
         if (opts.json) all.push({ file, items: descriptions });
         else io.stdout.write(formatDescriptions(descriptions, file));

@@ -1,4 +1,8 @@
-/** PEM armour (RFC 7468), strict: known labels, base64 body, nothing smuggled between blocks. */
+/**
+ * PEM armour (RFC 7468), strict where it matters: every BEGIN must close with its END over a
+ * base64 body, so a truncated or corrupted block is an error instead of silently missing (a
+ * root dropped from root-cert.pem would otherwise go unnoticed). Labels are the caller's check.
+ */
 
 export interface PemBlock {
   readonly label: string;
@@ -14,6 +18,7 @@ export class PemError extends Error {
 /** Decodes every PEM block in `text`. Text outside blocks (comments, as openssl writes) is ignored. */
 export function decodePem(text: string): PemBlock[] {
   const blocks: PemBlock[] = [];
+  const begins = text.match(/-----BEGIN /g)?.length ?? 0;
   for (const match of text.matchAll(BLOCK)) {
     const [, label, body, endLabel] = match;
     if (label !== endLabel) throw new PemError(`PEM block BEGIN ${label} ends with END ${endLabel}`);
@@ -22,6 +27,9 @@ export function decodePem(text: string): PemBlock[] {
       throw new PemError(`PEM block ${label} has invalid base64`);
     }
     blocks.push({ label: label!, der: new Uint8Array(Buffer.from(compact, 'base64')) });
+  }
+  if (blocks.length !== begins) {
+    throw new PemError(`${begins - blocks.length} of ${begins} PEM blocks are malformed or not terminated`);
   }
   return blocks;
 }
