@@ -143,3 +143,19 @@ export function mtlsGet(agent: Agent, port: number, path = '/hello', timeoutMs =
     req.end();
   });
 }
+
+/** Tears down what the rotation tests start: server (and its kept-alive sockets), agents, CA, dir. */
+export async function stopAll(parts: {
+  readonly server: import('node:https').Server | undefined;
+  readonly agents: readonly (RunningAgent | undefined)[];
+  readonly ca: TestCa | undefined;
+  readonly dir: string | undefined;
+}): Promise<void> {
+  if (parts.server) {
+    parts.server.closeAllConnections();
+    await new Promise<void>((resolve) => parts.server!.close(() => resolve()));
+  }
+  await Promise.all(parts.agents.map((a) => a?.close()));
+  await parts.ca?.close();
+  if (parts.dir) await (await import('node:fs/promises')).rm(parts.dir, { recursive: true, force: true });
+}

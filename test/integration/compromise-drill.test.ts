@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,7 +23,7 @@ import { parseTrustDomain } from '../../src/spiffe/trust-domain.js';
 import { parseX509BundlePem, X509Bundle, X509BundleSet } from '../../src/spiffe/x509-bundle.js';
 import { parseX509Svid, verifyX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.js';
 import { createHttpsServer, createMtlsAgent, createStaticX509Source, getPeerSpiffeId } from '../../src/tls/index.js';
-import { chainsTo, mtlsGet, startTestAgent, trusts, waitUntil } from '../helpers/agent-harness.js';
+import { chainsTo, mtlsGet, startTestAgent, stopAll, trusts, waitUntil } from '../helpers/agent-harness.js';
 import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
 
 const TD = parseTrustDomain('cluster.local');
@@ -65,15 +65,7 @@ describe('compromise drill: distrust the old root right after activation', () =>
     port = (server.address() as AddressInfo).port;
   });
 
-  after(async () => {
-    if (server) {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
-    await Promise.all([hello?.close(), sleep?.close()]);
-    await ca?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => stopAll({ server, agents: [hello, sleep], ca, dir }));
 
   test('an old-root SVID is refused at the handshake once the new bundle reaches the server; a new-root SVID is served', async () => {
     const oldRoot = parseX509BundlePem(TD, ca.rootPem).authorities[0]!;

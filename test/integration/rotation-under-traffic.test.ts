@@ -6,7 +6,7 @@
  * straight from the agents' rotators. Not one request or handshake may fail.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -21,7 +21,7 @@ import { parseTrustDomain } from '../../src/spiffe/trust-domain.js';
 import { parseX509BundlePem } from '../../src/spiffe/x509-bundle.js';
 import { verifyX509Svid } from '../../src/spiffe/x509-svid.js';
 import { createHttpsServer, createMtlsAgent, getPeerIdentity } from '../../src/tls/index.js';
-import { chainsTo, mtlsGet, startTestAgent, trusts, waitUntil } from '../helpers/agent-harness.js';
+import { chainsTo, mtlsGet, startTestAgent, stopAll, trusts, waitUntil } from '../helpers/agent-harness.js';
 import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
 
 const TD = parseTrustDomain('cluster.local');
@@ -76,15 +76,7 @@ describe('CA rotation under continuous mTLS traffic', () => {
     port = (server.address() as AddressInfo).port;
   });
 
-  after(async () => {
-    if (server) {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
-    await Promise.all([hello?.close(), sleep?.close()]);
-    await ca?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => stopAll({ server, agents: [hello, sleep], ca, dir }));
 
   test('prepare → activate → retire with zero failed requests or handshakes; the final SVIDs chain to the new root', async () => {
     const oldRoot = parseX509BundlePem(TD, ca.rootPem).authorities[0]!;

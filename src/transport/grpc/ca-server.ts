@@ -1,6 +1,6 @@
 import { Metadata, Server, ServerCredentials, experimental, status, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import type { IssuanceService } from '../../ca/issuance-service.js';
-import { AuthnUnavailableError, CsrError } from '../../errors.js';
+import { AuthnUnavailableError, CsrError, RequestError } from '../../errors.js';
 import type { IstioCertificateRequest__Output } from '../../generated/istio-ca/istio/v1/auth/IstioCertificateRequest.js';
 import type { IstioCertificateResponse } from '../../generated/istio-ca/istio/v1/auth/IstioCertificateResponse.js';
 import type { Logger } from '../../log.js';
@@ -47,7 +47,7 @@ export function createCaGrpcServer(options: CaGrpcServerOptions): Server {
         () => abort.abort(new AuthnUnavailableError(`authentication did not finish within ${timeoutMs} ms`, { rule: 'timeout' })),
         timeoutMs,
       );
-      call.on('cancelled', () => abort.abort(new Error('client cancelled')));
+      call.on('cancelled', () => abort.abort(new RequestError('the client cancelled the call', { rule: 'client-gone' })));
       const finish = (err: unknown, response?: IstioCertificateResponse, fields: Record<string, unknown> = {}): void => {
         clearTimeout(timer);
         const latencyMs = Math.round((performance.now() - started) * 100) / 100;

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { IssuanceService } from '../../ca/issuance-service.js';
 import { parseDurationSeconds } from '../../config/duration.js';
-import { ConfigError, TtlError } from '../../errors.js';
+import { ConfigError, RequestError, TtlError } from '../../errors.js';
 import { bearerToken } from '../bearer.js';
 import type { CaMetrics } from '../metrics.js';
 import { errorLogFields, toPublicError } from '../status.js';
@@ -43,7 +43,7 @@ export const certificateRoutes: FastifyPluginAsync<{ issuance: IssuanceService; 
     const abort = new AbortController();
     // The response stream closing before it finished means the client is gone: stop work for it.
     reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) abort.abort(new Error('client went away'));
+      if (!reply.raw.writableFinished) abort.abort(new RequestError('the client went away before the answer', { rule: 'client-gone' }));
     });
     try {
       const token = bearerToken(request.headers.authorization);
