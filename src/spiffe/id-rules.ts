@@ -61,8 +61,14 @@ export function quote(s: string): string {
   return JSON.stringify(s.length > 120 ? `${s.slice(0, 120)}...` : s);
 }
 
-export function invalid(subject: string, rule: SpiffeIdRule, detail: string): SpiffeIdError {
-  return new SpiffeIdError(`invalid ${subject}: ${detail}`, { rule });
+/**
+ * What an error message calls the value being checked. A function is called only when a check
+ * fails: valid IDs (one per TLS connection, one per issued certificate) never pay for quoting.
+ */
+export type Subject = string | (() => string);
+
+export function invalid(subject: Subject, rule: SpiffeIdRule, detail: string): SpiffeIdError {
+  return new SpiffeIdError(`invalid ${typeof subject === 'function' ? subject() : subject}: ${detail}`, { rule });
 }
 
 /** Index of the end of the URI authority that starts at `start` (RFC 3986: it ends at `/`, `?` or `#`). */
@@ -79,7 +85,7 @@ export function authorityEnd(s: string, start: number): number {
  * Throws unless `name` is a valid trust domain name. `subject` names the value in the message
  * (e.g. `SPIFFE ID "spiffe://..."`), so an error raised while parsing a whole ID says so.
  */
-export function checkTrustDomainName(name: string, subject: string): void {
+export function checkTrustDomainName(name: string, subject: Subject): void {
   if (name.length === 0) {
     throw invalid(subject, 'trust-domain-missing', 'the trust domain is missing');
   }
@@ -96,7 +102,7 @@ export function checkTrustDomainName(name: string, subject: string): void {
   }
 }
 
-function badTrustDomainChar(name: string, index: number, subject: string): SpiffeIdError {
+function badTrustDomainChar(name: string, index: number, subject: Subject): SpiffeIdError {
   // Only reachable for bare names (an ID's authority stops at the first '/'): a URI was
   // passed where a name was expected.
   if (name.includes(':/')) {
@@ -133,7 +139,7 @@ function badTrustDomainChar(name: string, index: number, subject: string): Spiff
  * Throws unless `path` is empty or a valid SPIFFE ID path (`/seg/seg`). Checked in one pass:
  * characters as they come, segment shape at each `/` and at the end.
  */
-export function checkPath(path: string, subject: string): void {
+export function checkPath(path: string, subject: Subject): void {
   const n = path.length;
   if (n === 0) return;
   if (path.charCodeAt(0) !== SLASH) throw badPathChar(path, 0, subject, true);
@@ -150,14 +156,14 @@ export function checkPath(path: string, subject: string): void {
 }
 
 /** Throws unless `segment` is one valid path segment (no `/`). */
-export function checkSegment(segment: string, subject: string): void {
+export function checkSegment(segment: string, subject: Subject): void {
   for (let i = 0; i < segment.length; i++) {
     if (!isPathChar(segment.charCodeAt(i))) throw badPathChar(segment, i, subject, false);
   }
   checkSegmentShape(segment, 0, segment.length, false, subject);
 }
 
-function checkSegmentShape(s: string, start: number, end: number, atEnd: boolean, subject: string): void {
+function checkSegmentShape(s: string, start: number, end: number, atEnd: boolean, subject: Subject): void {
   const len = end - start;
   if (len === 0) {
     throw atEnd
@@ -169,7 +175,7 @@ function checkSegmentShape(s: string, start: number, end: number, atEnd: boolean
   }
 }
 
-function badPathChar(s: string, index: number, subject: string, leading: boolean): SpiffeIdError {
+function badPathChar(s: string, index: number, subject: Subject, leading: boolean): SpiffeIdError {
   const ch = s[index]!;
   switch (ch) {
     case '%':

@@ -35,12 +35,12 @@ export class SpiffeId {
     const length = SPIFFE_SCHEME_PREFIX.length + trustDomain.name.length + path.length;
     if (length > MAX_SPIFFE_ID_LENGTH) {
       throw invalid(
-        `SPIFFE ID in trust domain ${quote(trustDomain.name)}`,
+        () => `SPIFFE ID in trust domain ${quote(trustDomain.name)}`,
         'too-long',
         `it is ${length} characters long, the maximum is ${MAX_SPIFFE_ID_LENGTH}`,
       );
     }
-    checkPath(path, `SPIFFE ID ${quote(SPIFFE_SCHEME_PREFIX + trustDomain.name + path)}`);
+    checkPath(path, () => `SPIFFE ID ${quote(SPIFFE_SCHEME_PREFIX + trustDomain.name + path)}`);
     this.trustDomain = trustDomain;
     this.path = path;
     Object.freeze(this);
@@ -74,7 +74,7 @@ export class SpiffeId {
  */
 export function parseSpiffeId(s: string): SpiffeId {
   if (typeof s !== 'string') throw new TypeError('SPIFFE ID must be a string');
-  const subject = `SPIFFE ID ${quote(s)}`;
+  const subject = (): string => `SPIFFE ID ${quote(s)}`;
   if (s.length === 0) throw invalid(subject, 'empty', 'it is empty');
   // UTF-16 length <= byte length, and any non-ASCII character is rejected below anyway.
   if (s.length > MAX_SPIFFE_ID_LENGTH) {
@@ -119,7 +119,7 @@ export function spiffeIdFromSegments(trustDomain: TrustDomain, ...segments: read
   if (!(trustDomain instanceof TrustDomain)) throw new TypeError('trustDomain must be a TrustDomain');
   for (const segment of segments) {
     if (typeof segment !== 'string') throw new TypeError('path segments must be strings');
-    checkSegment(segment, `path segment ${quote(segment)} of a SPIFFE ID in ${quote(trustDomain.name)}`);
+    checkSegment(segment, () => `path segment ${quote(segment)} of a SPIFFE ID in ${quote(trustDomain.name)}`);
   }
   return new SpiffeId(trustDomain, segments.length === 0 ? '' : `/${segments.join('/')}`);
 }

@@ -20,7 +20,7 @@ export class TrustDomain {
   /** Throws `SpiffeIdError` unless `name` is a bare trust domain name (no scheme, no path). */
   constructor(name: string) {
     if (typeof name !== 'string') throw new TypeError('trust domain name must be a string');
-    checkTrustDomainName(name, `trust domain ${quote(name)}`);
+    checkTrustDomainName(name, () => `trust domain ${quote(name)}`);
     this.name = name;
     Object.freeze(this);
   }
@@ -52,7 +52,7 @@ export class TrustDomain {
 export function parseTrustDomain(s: string): TrustDomain {
   if (typeof s !== 'string') throw new TypeError('trust domain must be a string');
   if (s.startsWith(SPIFFE_SCHEME_PREFIX)) {
-    const subject = `SPIFFE ID ${quote(s)}`;
+    const subject = (): string => `SPIFFE ID ${quote(s)}`;
     if (s.length > MAX_SPIFFE_ID_LENGTH) {
       throw invalid(subject, 'too-long', `it is ${s.length} characters long, the maximum is ${MAX_SPIFFE_ID_LENGTH}`);
     }

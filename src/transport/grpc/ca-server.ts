@@ -30,6 +30,8 @@ export function createCaGrpcServer(options: CaGrpcServerOptions): Server {
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': 1024 * 1024,
     'grpc.keepalive_time_ms': 60_000,
+    // channelz keeps per-call bookkeeping for a debug service meshca does not serve.
+    'grpc.enable_channelz': 0,
   });
   const log = options.logger.child({ component: 'grpc-ca' });
   const timeoutMs = options.requestTimeoutMs ?? 10_000;
@@ -47,8 +49,14 @@ export function createCaGrpcServer(options: CaGrpcServerOptions): Server {
         () => abort.abort(new AuthnUnavailableError(`authentication did not finish within ${timeoutMs} ms`, { rule: 'timeout' })),
         timeoutMs,
       );
-      call.on('cancelled', () => abort.abort(new RequestError('the client cancelled the call', { rule: 'client-gone' })));
+      let answered = false;
+      // grpc-js reports every closed stream as cancelled, answered or not: only a call still
+      // being worked on is really abandoned (and only then is an error worth building).
+      call.once('cancelled', () => {
+        if (!answered) abort.abort(new RequestError('the client cancelled the call', { rule: 'client-gone' }));
+      });
       const finish = (err: unknown, response?: IstioCertificateResponse, fields: Record<string, unknown> = {}): void => {
+        answered = true;
         clearTimeout(timer);
         const latencyMs = Math.round((performance.now() - started) * 100) / 100;
         if (err === undefined) {
