@@ -1,91 +1,207 @@
-import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { availableParallelism, tmpdir } from 'node:os';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { systemClock } from '../src/clock.js';
-import { startCa } from '../src/cmd/ca-runtime.js';
+import { startCa, type RunningCa } from '../src/cmd/ca-runtime.js';
 import { LOOPBACK_CA_OPTIONS, parseCaServeConfig } from '../src/config/ca-serve-config.js';
 import { loadOrCreateDevIssuer } from '../src/files/dev-issuer-store.js';
 import { createLogger } from '../src/log.js';
+import { createCsr } from '../src/pki/csr.js';
+import { startCfssl } from './cfssl.js';
 import { progress, type BenchResult } from './harness.js';
+import { pinThisProcess, processCpu, runLoad, thisProcessCpu, type MeasuredLoad } from './load-process.js';
 
-interface LoadResult {
-  ok: number;
-  errors: Record<string, number>;
-  elapsedMs: number;
-  rate: number;
-  p50: number;
-  p99: number;
-  max: number;
+export interface GrpcBenchOptions {
+  /** In-process issuance rate of this run: the ratio base. */
+  readonly inProcessRate: number;
+  readonly durationMs: number;
+  readonly warmupMs: number;
+  readonly burstTotal: number;
 }
 
-function runLoad(job: Record<string, unknown>): Promise<LoadResult> {
-  const script = fileURLToPath(new URL('./grpc-load.ts', import.meta.url));
-  return new Promise((resolve, reject) => {
-    const child = execFile(process.execPath, ['--import', 'tsx', script], { maxBuffer: 64 * 1024 * 1024, timeout: 300_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`load generator failed: ${stderr || err.message}`));
-      else resolve(JSON.parse(stdout.trim().split('\n').pop()!) as LoadResult);
-    });
-    child.stdin?.end(JSON.stringify(job));
-  });
+interface BenchCa {
+  readonly ca: RunningCa;
+  readonly address: string;
+  readonly rootPem: string;
+  /** 64 steady workloads (8 namespaces x 8 service accounts) re-using their tokens. */
+  readonly tokens: readonly string[];
+  mint(count: number): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** The real CA runtime (TLS, dev-token authentication, rate limit, info logs to /dev/null). */
+async function startBenchCa(signingWorkers: 'auto' | '0'): Promise<BenchCa> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'meshca-bench-'));
+  const config = parseCaServeConfig({ ...LOOPBACK_CA_OPTIONS, dataDir, signingWorkers });
+  const logSink = createWriteStream('/dev/null');
+  const ca = await startCa(config, { logger: createLogger({ level: 'info', destination: logSink }), clock: systemClock });
+  const { issuer } = await loadOrCreateDevIssuer(dataDir);
+  const tokens = await Promise.all(
+    Array.from({ length: 64 }, (_, i) => issuer.mint({ namespace: `ns-${i % 8}`, serviceAccount: `sa-${i >> 3}`, now: new Date() })),
+  );
+  return {
+    ca,
+    address: `localhost:${ca.grpcPort}`,
+    rootPem: await readFile(join(dataDir, 'root-cert.pem'), 'utf8'),
+    tokens,
+    // Cold start: every token is a different pod's, so nothing is cached.
+    mint: (count) =>
+      Promise.all(
+        Array.from({ length: count }, (_, i) =>
+          issuer.mint({ namespace: `team-${i % 50}`, serviceAccount: `app-${(i >> 6) % 40}`, podName: `pod-${i}`, now: new Date() }),
+        ),
+      ),
+    async close() {
+      await ca.close();
+      logSink.end();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function describe(r: MeasuredLoad): string {
+  const errors = r.errorCount ? `, ${r.errorCount} errors` : '';
+  return `p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, server ${r.serverCores.toFixed(2)} cores${errors}`;
+}
+
+function steadyJob(ca: BenchCa, concurrency: number, options: GrpcBenchOptions): object {
+  return {
+    address: ca.address,
+    rootPem: ca.rootPem,
+    concurrency,
+    channels: Math.min(concurrency, 4),
+    durationMs: options.durationMs,
+    warmupMs: options.warmupMs,
+    tokens: ca.tokens,
+    csrCount: 256,
+  };
 }
 
 /**
- * gRPC issuance through the real CA runtime (TLS, token authentication, per-identity rate
- * limit), loaded from a separate process. Ratio base: the in-process issuance rate of this run.
+ * gRPC issuance through the real CA runtime, loaded from a separate process that speaks gRPC
+ * over HTTP/2. "One core": this process (the CA) pinned to CPU 0, signing on its event loop,
+ * the load generator on CPU 1: the per-core figure, as cfssl's is measured. "Whole machine":
+ * no pinning, signing workers on, everything sharing the two cores. With `cfssl` on the PATH
+ * (Debian golang-cfssl), the same two runs against `cfssl serve` give the ratios.
  */
-export async function benchGrpc(options: { inProcessRate: number; durationMs: number; burstTotal: number; workers?: number }): Promise<BenchResult[]> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'meshca-bench-'));
+export async function benchGrpc(options: GrpcBenchOptions): Promise<BenchResult[]> {
   const results: BenchResult[] = [];
-  try {
-    const config = parseCaServeConfig({
-      ...LOOPBACK_CA_OPTIONS,
-      dataDir,
-      ...(options.workers === undefined ? {} : { signingWorkers: String(options.workers) }),
-    });
-    const ca = await startCa(config, { logger: createLogger({ level: 'silent' }), clock: systemClock });
-    const rootPem = await readFile(join(dataDir, 'root-cert.pem'), 'utf8');
-    const { issuer } = await loadOrCreateDevIssuer(dataDir);
-    const address = `localhost:${ca.grpcPort}`;
-    // Steady state: 64 workloads (8 namespaces x 8 service accounts) re-using their tokens.
-    const steadyTokens = await Promise.all(
-      Array.from({ length: 64 }, (_, i) => issuer.mint({ namespace: `ns-${i % 8}`, serviceAccount: `sa-${i >> 3}`, now: new Date() })),
-    );
-    for (const concurrency of [1, 16, 64]) {
-      progress(`grpc: concurrency ${concurrency} for ${options.durationMs} ms`);
-      const r = await runLoad({ address, rootPem, concurrency, channels: Math.min(concurrency, 4), durationMs: options.durationMs, tokens: steadyTokens, csrCount: 256 });
-      const errs = Object.values(r.errors).reduce((a, b) => a + b, 0);
-      results.push({
-        name: `gRPC issuance, concurrency ${concurrency} (p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms${errs ? `, ${errs} errors` : ''})`,
-        value: r.rate,
-        unit: 'certs/s',
-        baselineName: 'in-process',
-        baseline: options.inProcessRate,
-        ratio: r.rate / options.inProcessRate,
-        ...(concurrency === 64 ? { target: '>= 1500/s/core, p99 < 50 ms', met: r.rate >= 1500 && r.p99 < 50 && errs === 0 } : {}),
-      });
+  const cpus = availableParallelism();
+  const base = { baselineName: 'in-process', baseline: options.inProcessRate };
+
+  let oneCore64: MeasuredLoad | undefined;
+  if (cpus >= 2 && (await pinThisProcess('0'))) {
+    const ca = await startBenchCa('0');
+    try {
+      for (const concurrency of [1, 16, 64]) {
+        progress(`grpc: one core, concurrency ${concurrency}, ${options.warmupMs} ms warm-up + ${options.durationMs} ms`);
+        const r = await runLoad('grpc-load.ts', steadyJob(ca, concurrency, options), { serverCpu: thisProcessCpu, cpu: 1 });
+        if (concurrency === 64) oneCore64 = r;
+        results.push({
+          name: `gRPC issuance, one core, concurrency ${concurrency} (${describe(r)})`,
+          value: r.rate,
+          unit: 'certs/s',
+          ...base,
+          ratio: r.rate / options.inProcessRate,
+          ...(concurrency === 64 ? { target: '>= 1500/s per core, p99 < 50 ms', met: r.rate >= 1500 && r.p99 < 50 && r.errorCount === 0 } : {}),
+        });
+      }
+    } finally {
+      await ca.close();
+      await pinThisProcess(`0-${cpus - 1}`);
     }
-    // Cold start: every request is a different pod's first request (fresh token, no cache).
-    progress(`grpc: cold-start burst of ${options.burstTotal} first issuances (minting tokens)`);
-    const burstTokens = await Promise.all(
-      Array.from({ length: options.burstTotal }, (_, i) =>
-        issuer.mint({ namespace: `team-${i % 50}`, serviceAccount: `app-${(i >> 6) % 40}`, podName: `pod-${i}`, now: new Date() }),
-      ),
-    );
-    const burst = await runLoad({ address, rootPem, concurrency: 256, channels: 16, total: options.burstTotal, tokens: burstTokens, csrCount: 1024 });
-    const burstErrors = Object.values(burst.errors).reduce((a, b) => a + b, 0);
+  } else {
+    progress('grpc: cannot pin to one core (taskset missing or one CPU); per-core figures come from CPU accounting');
+  }
+
+  const ca = await startBenchCa('auto');
+  let whole: MeasuredLoad;
+  try {
+    progress(`grpc: whole machine, concurrency 64, ${options.warmupMs} ms warm-up + ${options.durationMs} ms`);
+    whole = await runLoad('grpc-load.ts', steadyJob(ca, 64, options), { serverCpu: thisProcessCpu });
     results.push({
-      name: `cold-start burst: ${options.burstTotal} first issuances, 256 concurrent (p99 ${burst.p99.toFixed(0)} ms, ${burstErrors} errors)`,
+      name: `gRPC issuance, whole machine (signing workers), concurrency 64 (${describe(whole)}; load generator ${whole.cpuCores.toFixed(2)} cores)`,
+      value: whole.rate,
+      unit: 'certs/s',
+      ...base,
+      ratio: whole.rate / options.inProcessRate,
+    });
+    results.push({
+      name: 'gRPC issuance per second of CA CPU, whole machine, concurrency 64',
+      value: whole.perServerCore,
+      unit: 'certs/CPU-s',
+      ...(oneCore64 ? {} : { target: '>= 1500/s per core', met: whole.perServerCore >= 1500 }),
+    });
+
+    progress(`grpc: cold-start burst of ${options.burstTotal} first issuances (minting tokens)`);
+    const burstTokens = await ca.mint(options.burstTotal);
+    const burst = await runLoad(
+      'grpc-load.ts',
+      { address: ca.address, rootPem: ca.rootPem, concurrency: 256, channels: 16, total: options.burstTotal, tokens: burstTokens, csrCount: 1024 },
+      { serverCpu: thisProcessCpu },
+    );
+    results.push({
+      name: `cold-start burst: ${options.burstTotal} first issuances, 256 concurrent (p99 ${burst.p99.toFixed(0)} ms, ${burst.errorCount} errors)`,
       value: burst.elapsedMs / 1000,
       unit: 's to drain',
       target: '< 10 s, 0 errors',
-      met: burst.elapsedMs < 10_000 && burstErrors === 0,
+      met: burst.elapsedMs < 10_000 && burst.errorCount === 0,
     });
-    if (burstErrors) progress(`burst errors: ${JSON.stringify(burst.errors)}`);
-    await ca.close();
+    if (burst.errorCount) progress(`burst errors: ${JSON.stringify(burst.errors)}`);
   } finally {
-    await rm(dataDir, { recursive: true, force: true });
+    await ca.close();
+  }
+
+  results.push(...(await benchCfssl(options, { oneCore: oneCore64, whole: whole })));
+  return results;
+}
+
+/** cfssl side by side: same CSRs, same concurrency, its HTTP API over TLS. */
+async function benchCfssl(options: GrpcBenchOptions, meshca: { oneCore: MeasuredLoad | undefined; whole: MeasuredLoad }): Promise<BenchResult[]> {
+  const probe = await startCfssl();
+  if (!probe) {
+    progress('grpc: cfssl is not on the PATH (Debian: apt-get install golang-cfssl); no side-by-side run');
+    return [];
+  }
+  await probe.close();
+  const csrs = Array.from({ length: 256 }, () => createCsr(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey).pem);
+  const bodies = csrs.map((csr) => JSON.stringify({ certificate_request: csr }));
+  const results: BenchResult[] = [];
+  const runs: { label: string; pin: boolean; meshca: MeasuredLoad | undefined }[] = [
+    { label: 'one core', pin: true, meshca: meshca.oneCore },
+    { label: 'whole machine', pin: false, meshca: meshca.whole },
+  ];
+  for (const run of runs) {
+    if (run.pin && !run.meshca) continue;
+    // Go sizes GOMAXPROCS from the affinity mask it starts with: pinned, cfssl runs on one core.
+    const cfssl = (await startCfssl(run.pin ? { cpus: '0' } : {}))!;
+    try {
+      progress(`grpc: cfssl ${cfssl.version} serve, ${run.label}, concurrency 64 over HTTPS`);
+      const r = await runLoad(
+        'http-load.ts',
+        { url: cfssl.url, rootPem: cfssl.rootPem, concurrency: 64, connections: 32, durationMs: options.durationMs, warmupMs: options.warmupMs, bodies, expect: 'cfssl' },
+        { serverCpu: processCpu(cfssl.pid), ...(run.pin ? { cpu: 1 } : {}) },
+      );
+      const ratio = run.meshca!.rate / r.rate;
+      results.push({
+        name: `cfssl ${cfssl.version} (Go) HTTPS issuance, ${run.label}, concurrency 64 (${describe(r)})`,
+        value: r.rate,
+        unit: 'certs/s',
+      });
+      results.push({
+        name: `meshca gRPC / cfssl, ${run.label}`,
+        value: ratio,
+        unit: 'x',
+        baselineName: 'cfssl',
+        baseline: r.rate,
+        ratio,
+        ...(run.pin ? {} : { target: '>= 1.0x cfssl on the whole machine', met: ratio >= 1 }),
+      });
+    } finally {
+      await cfssl.close();
+    }
   }
   return results;
 }
