@@ -16,6 +16,7 @@ import { loadOrCreateDevIssuer } from '../files/dev-issuer-store.js';
 import type { Logger } from '../log.js';
 import { createSelfSignedRoot, loadAuthority } from '../pki/authority.js';
 import { SigningPool } from '../workers/signing-pool.js';
+import { caNotReadyReason } from '../ca/readiness.js';
 import { bindServer, createCaGrpcServer, createRotatingServerCredentials } from '../transport/grpc/ca-server.js';
 import { buildHttpApp } from '../transport/http/app.js';
 import { CaMetrics } from '../transport/metrics.js';
@@ -38,6 +39,9 @@ export interface RunningCa {
   readonly httpPort: number;
   readonly issuance: IssuanceService;
   readonly serving: ServingCertificateManager;
+  /** What `/readyz` reports: why this CA cannot serve now, or undefined when it can. */
+  readiness(): string | undefined;
+  /** Graceful shutdown: not ready at once, in-flight calls finish, then the servers stop. */
   close(): Promise<void>;
 }
 
@@ -182,6 +186,15 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
   const grpcHost = config.grpcListen.host.includes(':') ? `[${config.grpcListen.host}]` : config.grpcListen.host;
   const grpcPort = await bindServer(grpcServer, `${grpcHost}:${config.grpcListen.port}`, grpcCredentials);
 
+  let draining = false;
+  let closing: Promise<void> | undefined;
+  const readiness = (): string | undefined =>
+    caNotReadyReason({
+      now: clock.now(),
+      draining,
+      authorityNotAfter: snapshot.authority.notAfter,
+      ...(config.insecure ? {} : { servingNotAfter: serving.current.notAfter }),
+    });
   const app = buildHttpApp({
     issuance,
     logger,
@@ -194,7 +207,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
       refreshHintSeconds: 300,
       jwtAuthorities: issuance.jwtAuthority ? [issuance.jwtAuthority] : [],
     }),
-    ready: () => undefined,
+    ready: () => readiness(),
     ...(config.insecure
       ? {}
       : {
@@ -282,23 +295,31 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     httpPort,
     issuance,
     serving,
-    async close() {
-      rotationClosed = true;
-      if (rotationTimer) clock.clearTimeout(rotationTimer);
-      watcher.close();
-      await kubernetes?.close();
-      serving.close();
-      await current.pool?.close();
-      await Promise.all([
-        new Promise<void>((resolve) => {
-          const force = setTimeout(() => grpcServer.forceShutdown(), 5000);
-          grpcServer.tryShutdown(() => {
-            clearTimeout(force);
-            resolve();
-          });
-        }),
-        app.close(),
-      ]);
+    readiness,
+    close() {
+      closing ??= shutdown();
+      return closing;
     },
   };
+
+  async function shutdown(): Promise<void> {
+    draining = true;
+    rotationClosed = true;
+    if (rotationTimer) clock.clearTimeout(rotationTimer);
+    watcher.close();
+    // Stop taking calls and let the ones in flight finish before their signer goes away.
+    await Promise.all([
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => grpcServer.forceShutdown(), 5000);
+        grpcServer.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+      app.close(),
+    ]);
+    await kubernetes?.close();
+    serving.close();
+    await current.pool?.close();
+  }
 }

@@ -5,6 +5,8 @@ import { createCsr } from '../../src/pki/csr.js';
 import { httpsRequest } from '../helpers/https-request.js';
 import { opensslVerify } from '../helpers/openssl.js';
 import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
+import { buildHttpApp } from '../../src/transport/http/app.js';
+import { CaMetrics } from '../../src/transport/metrics.js';
 
 const SLEEP_ID = 'spiffe://cluster.local/ns/default/sa/sleep';
 const ecCsr = (uris: readonly string[] = [SLEEP_ID]): string =>
@@ -67,6 +69,7 @@ describe('HTTP API', () => {
   test('health, readiness and Prometheus metrics', async () => {
     assert.equal((await httpsRequest(`${ca.httpUrl}/healthz`, { ca: ca.rootPem })).status, 200);
     assert.equal((await httpsRequest(`${ca.httpUrl}/readyz`, { ca: ca.rootPem })).json<{ status: string }>().status, 'ready');
+    assert.equal(ca.running.readiness(), undefined);
     const metrics = await httpsRequest(`${ca.httpUrl}/metrics`, { ca: ca.rootPem });
     assert.match(metrics.body, /meshca_certificates_issued_total\{transport="http"\} \d+/);
     assert.match(metrics.body, /meshca_ca_certificate_expiry_seconds\{serial="[0-9a-f]+"\} \d+/);
@@ -152,5 +155,47 @@ describe('HTTP API', () => {
     assert.ok(statuses.includes(429), `statuses ${statuses.join(',')}`);
     const other = await post({ csr: ecCsr(['spiffe://cluster.local/ns/default/sa/quiet']) }, await ca.mint({ serviceAccount: 'quiet' }));
     assert.equal(other.status, 200);
+  });
+});
+
+describe('CA shutdown', () => {
+  test('the CA reports not ready as soon as shutdown starts, then stops', async () => {
+    const ca = await startTestCa();
+    try {
+      assert.equal(ca.running.readiness(), undefined);
+      const closing = ca.running.close();
+      assert.equal(ca.running.readiness(), 'shutting down');
+      await closing;
+      // A second close (SIGTERM then SIGINT) is the same shutdown, not a second one.
+      await ca.running.close();
+    } finally {
+      await ca.close();
+    }
+  });
+});
+
+describe('/readyz', () => {
+  test('answers 503 with the reason when the CA cannot serve', async () => {
+    const ca = await startTestCa();
+    let problem: string | undefined = 'shutting down';
+    const app = buildHttpApp({
+      issuance: ca.running.issuance,
+      logger: ca.logger,
+      metrics: new CaMetrics(),
+      bundle: () => ({ trustDomain: 'cluster.local', authorities: [], rootsPem: ca.rootPem, sequence: 1, refreshHintSeconds: 300, jwtAuthorities: [] }),
+      ready: () => problem,
+    });
+    try {
+      const down = await app.inject({ method: 'GET', url: '/readyz' });
+      assert.equal(down.statusCode, 503);
+      assert.deepEqual(down.json(), { status: 'not ready', reason: 'shutting down' });
+      problem = undefined;
+      const up = await app.inject({ method: 'GET', url: '/readyz' });
+      assert.equal(up.statusCode, 200);
+      assert.deepEqual(up.json(), { status: 'ready' });
+    } finally {
+      await app.close();
+      await ca.close();
+    }
   });
 });
