@@ -27,7 +27,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   tls: () => benchTls({ rounds: quick ? 1 : 3, durationMs: quick ? 500 : 1000 }),
   grpc: async () => {
     if (inProcessRate === 0) inProcessRate = (await benchIssuance({ rounds: 1, durationMs: 500 })).find((r) => r.name.startsWith('in-process'))!.value;
-    return benchGrpc({ inProcessRate, durationMs: quick ? 1000 : 3000, warmupMs: quick ? 1000 : 2000, burstTotal: quick ? 2000 : 10_000 });
+    return benchGrpc({ inProcessRate, durationMs: quick ? 1000 : 3000, warmupMs: quick ? 1000 : 2000, caWarmupMs: quick ? 3000 : 10_000, burstTotal: quick ? 2000 : 10_000 });
   },
 };
 
