@@ -6,8 +6,8 @@
  * must match at least one for the rule to have any chance (every `to` operation of the rule
  * lists `paths`, none of them a suffix or presence pattern). The guard is only a necessary
  * condition; a rule that passes it is still evaluated in full. Rules without a guard are always
- * evaluated. Marking walks the trie along the path once, in O(path length), and writes into a
- * caller-owned stamp array, so it allocates nothing. Chains of single-child nodes are merged
+ * evaluated. Marking walks the trie along the path once, in O(path length), and writes into
+ * caller-owned arrays that are reused, so a decision allocates nothing. Chains of single-child nodes are merged
  * into one edge (a radix tree), so API paths sharing a long stem cost one comparison, not one
  * map lookup per character.
  */
@@ -84,16 +84,17 @@ export class PathIndex {
     return at;
   }
 
-  /** Sets `stamps[rule] = epoch` for every guarded rule whose guard admits `path`. */
-  mark(path: string, stamps: Uint32Array, epoch: number): void {
+  /**
+   * Appends to `found` every guarded rule whose guard admits `path`, once each: `stamps[rule]`
+   * is set to `epoch` as a rule is found (a rule can sit at several nodes along one path).
+   */
+  mark(path: string, stamps: Uint32Array, epoch: number, found: number[]): void {
     let at: TrieNode = this.#root;
     let i = 0;
     for (;;) {
-      const prefixRules = at.prefixRules;
-      for (let k = 0; k < prefixRules.length; k++) stamps[prefixRules[k]!] = epoch;
+      collect(at.prefixRules, stamps, epoch, found);
       if (i === path.length) {
-        const exactRules = at.exactRules;
-        for (let k = 0; k < exactRules.length; k++) stamps[exactRules[k]!] = epoch;
+        collect(at.exactRules, stamps, epoch, found);
         return;
       }
       const child = at.next?.get(path.charCodeAt(i));
@@ -102,6 +103,16 @@ export class PathIndex {
       if (child === undefined || !path.startsWith(child.edge, i)) return;
       i += child.edge.length;
       at = child;
+    }
+  }
+}
+
+function collect(rules: readonly number[], stamps: Uint32Array, epoch: number, found: number[]): void {
+  for (let k = 0; k < rules.length; k++) {
+    const rule = rules[k]!;
+    if (stamps[rule] !== epoch) {
+      stamps[rule] = epoch;
+      found.push(rule);
     }
   }
 }

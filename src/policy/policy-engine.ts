@@ -139,15 +139,30 @@ const MAX_CACHED_PEERS = 1024;
 /** Below this many candidate rules, running them beats walking the path index. */
 const INDEX_THRESHOLD = 8;
 
+/** The rules of one action that a peer's identity satisfies, ready for the path index. */
+interface Candidates {
+  /** Positions in the rule set, ascending (policy order). */
+  readonly all: readonly number[];
+  /** The candidates the path index cannot rule out (no path guard), ascending. */
+  readonly unguarded: readonly number[];
+  /** 1 at each candidate's position; only when the index will be consulted. */
+  readonly member: Uint8Array | undefined;
+}
+
+const NO_CANDIDATES: Candidates = Object.freeze({ all: [], unguarded: [], member: undefined });
+
 /**
  * The rules of one action in evaluation order, with a path index consulted when a peer has
- * many candidate rules. Candidates are positions in `rules`, ascending, so the first match
- * found is the first in policy order whichever way it is found.
+ * many candidate rules. A request then visits the candidates the index finds for its path plus
+ * the unguarded ones, merged in ascending position, so the first match found is the first in
+ * policy order whichever way it is found, and the cost follows the matches, not the rule count.
  */
 class RuleSet {
   readonly rules: readonly CompiledRule[];
   readonly #index: PathIndex | undefined;
   readonly #stamps: Uint32Array;
+  /** Scratch for the rules the index found; safe because only the outermost decide uses it. */
+  readonly #found: number[] = [];
   #epoch = 0;
 
   constructor(rules: readonly CompiledRule[]) {
@@ -157,20 +172,26 @@ class RuleSet {
     this.#stamps = new Uint32Array(this.#index === undefined ? 0 : rules.length);
   }
 
-  /** Positions of the rules whose identity part `peer` satisfies. */
-  candidatesFor(peer: EnginePeer): readonly number[] {
-    const out: number[] = [];
-    for (let i = 0; i < this.rules.length; i++) if (this.rules[i]!.peerMatches(peer)) out.push(i);
-    return out;
+  candidatesFor(peer: EnginePeer): Candidates {
+    const all: number[] = [];
+    for (let i = 0; i < this.rules.length; i++) if (this.rules[i]!.peerMatches(peer)) all.push(i);
+    if (all.length === 0) return NO_CANDIDATES;
+    const index = this.#index;
+    if (index === undefined || all.length < INDEX_THRESHOLD) return Object.freeze({ all, unguarded: all, member: undefined });
+    const member = new Uint8Array(this.rules.length);
+    for (const k of all) member[k] = 1;
+    return Object.freeze({ all, unguarded: all.filter((k) => index.guarded[k] === 0), member });
   }
 
   /** The first candidate rule matching the request. `useIndex` is false for re-entrant calls. */
-  firstMatch(candidates: readonly number[], req: RequestAttributes, host: string | undefined, useIndex: boolean): CompiledRule | undefined {
+  firstMatch(candidates: Candidates, req: RequestAttributes, host: string | undefined, useIndex: boolean): CompiledRule | undefined {
     const rules = this.rules;
     const index = this.#index;
-    if (index === undefined || !useIndex || candidates.length < INDEX_THRESHOLD) {
-      for (let i = 0; i < candidates.length; i++) {
-        const rule = rules[candidates[i]!]!;
+    const member = candidates.member;
+    if (index === undefined || member === undefined || !useIndex) {
+      const all = candidates.all;
+      for (let i = 0; i < all.length; i++) {
+        const rule = rules[all[i]!]!;
         if (rule.requestMatches(req, host)) return rule;
       }
       return undefined;
@@ -179,13 +200,22 @@ class RuleSet {
       this.#stamps.fill(0);
       this.#epoch = 0;
     }
-    const epoch = ++this.#epoch;
-    const stamps = this.#stamps;
-    const guarded = index.guarded;
-    index.mark(req.path, stamps, epoch);
-    for (let i = 0; i < candidates.length; i++) {
-      const k = candidates[i]!;
-      if (guarded[k] === 1 && stamps[k] !== epoch) continue;
+    const found = this.#found;
+    found.length = 0;
+    index.mark(req.path, this.#stamps, ++this.#epoch, found);
+    // Keep this peer's candidates, in policy order (the index finds them in trie order).
+    let n = 0;
+    for (let i = 0; i < found.length; i++) {
+      const k = found[i]!;
+      if (member[k] === 1) found[n++] = k;
+    }
+    found.length = n;
+    if (n > 1) found.sort((a, b) => a - b);
+    const unguarded = candidates.unguarded;
+    let u = 0;
+    let f = 0;
+    while (u < unguarded.length || f < n) {
+      const k = f >= n || (u < unguarded.length && unguarded[u]! < found[f]!) ? unguarded[u++]! : found[f++]!;
       const rule = rules[k]!;
       if (rule.requestMatches(req, host)) return rule;
     }
@@ -194,9 +224,9 @@ class RuleSet {
 }
 
 class EnginePeer implements PeerContext {
-  deny: readonly number[] = [];
-  allow: readonly number[] = [];
-  audit: readonly number[] = [];
+  deny: Candidates = NO_CANDIDATES;
+  allow: Candidates = NO_CANDIDATES;
+  audit: Candidates = NO_CANDIDATES;
 
   constructor(
     readonly engine: Engine,
@@ -302,7 +332,7 @@ class Engine implements PolicyEngine {
     const host = this.#lowercaseHost && typeof req.host === 'string' ? req.host.toLowerCase() : req.host;
     const useIndex = ++this.#depth === 1;
     try {
-      const audit = peer.audit.length === 0 ? undefined : this.#audit.firstMatch(peer.audit, req, host, useIndex)?.audit;
+      const audit = peer.audit.all.length === 0 ? undefined : this.#audit.firstMatch(peer.audit, req, host, useIndex)?.audit;
       const decision =
         this.#deny.firstMatch(peer.deny, req, host, useIndex)?.decision ??
         this.#allow.firstMatch(peer.allow, req, host, useIndex)?.decision ??

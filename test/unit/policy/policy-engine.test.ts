@@ -145,7 +145,13 @@ describe('PolicyEngine path index', () => {
     { paths: fc.array(patternArb, { minLength: 1, maxLength: 3 }), methods: fc.constantFrom(['GET'], ['POST'], ['GET', 'POST']) },
     { requiredKeys: [] },
   ).filter((op) => Object.keys(op).length > 0);
-  const ruleArb = fc.record({ to: fc.array(fc.record({ operation: operationArb }), { minLength: 1, maxLength: 2 }) }, { requiredKeys: [] });
+  // Some rules name a service account, so each peer's candidates are a subset of the rules.
+  const fromArb = fc.constantFrom([{ source: { serviceAccounts: ['default/sleep'] } }], [{ source: { serviceAccounts: ['default/other'] } }]);
+  const ruleArb = fc.record(
+    { from: fromArb, to: fc.array(fc.record({ operation: operationArb }), { minLength: 1, maxLength: 2 }) },
+    { requiredKeys: [] },
+  );
+  const peers = [SLEEP, `spiffe://${TD}/ns/default/sa/other`];
 
   it('finds the same first matching rule as evaluating each rule on its own', () => {
     // Requests mostly made from the rules' own patterns, so that many of them match something.
@@ -153,17 +159,17 @@ describe('PolicyEngine path index', () => {
       const stems = rules.flatMap((r) => (r.to ?? []).flatMap((t) => t.operation.paths ?? [])).map((p) => p.replaceAll('*', ''));
       const fromRules = stems.length === 0 ? pathArb : fc.tuple(fc.constantFrom(...stems), fc.constantFrom('', '', 'a', '/users')).map(([stem, tail]) => `${stem}${tail}`);
       const pathFor = fc.oneof(fromRules, fromRules, pathArb).map((p) => (p.startsWith('/') ? p : `/${p}`));
-      return fc.tuple(fc.constant(rules), fc.array(fc.tuple(pathFor, fc.constantFrom('GET', 'POST')), { minLength: 1, maxLength: 10 }));
+      return fc.tuple(fc.constant(rules), fc.array(fc.tuple(pathFor, fc.constantFrom('GET', 'POST'), fc.constantFrom(...peers)), { minLength: 1, maxLength: 10 }));
     });
     fc.assert(
       fc.property(scenario, ([rules, requests]) => {
         const engine = engineOf([parseIstioAuthorizationPolicy(istio('many', { rules }))]);
         const single = rules.map((rule) => engineOf([parseIstioAuthorizationPolicy(istio('one', { rules: [rule] }))]));
-        for (const [path, method] of requests) {
-          const req = request({ path, method });
+        for (const [path, method, peer] of requests) {
+          const req = request({ path, method, peer });
           const expected = single.findIndex((e) => e.decide(req).allowed);
           const decision = engine.decide(req);
-          assert.equal(decision.rule, expected === -1 ? undefined : expected, `${method} ${path}`);
+          assert.equal(decision.rule, expected === -1 ? undefined : expected, `${peer} ${method} ${path}`);
           assert.equal(decision.allowed, expected !== -1);
         }
       }),
