@@ -7,9 +7,9 @@
  * lists `paths`, none of them a suffix or presence pattern). The guard is only a necessary
  * condition; a rule that passes it is still evaluated in full. Rules without a guard are always
  * evaluated. Marking walks the trie along the path once, in O(path length), and writes into
- * caller-owned arrays that are reused, so a decision allocates nothing. Chains of single-child nodes are merged
- * into one edge (a radix tree), so API paths sharing a long stem cost one comparison, not one
- * map lookup per character.
+ * caller-owned arrays that are reused, so a decision allocates nothing. Chains of single-child
+ * nodes are merged into one edge (a radix tree), so API paths sharing a long stem cost one
+ * comparison, not one map lookup per character.
  */
 
 export interface PathGuard {

@@ -150,6 +150,7 @@ interface Candidates {
 }
 
 const NO_CANDIDATES: Candidates = Object.freeze({ all: [], unguarded: [], member: undefined });
+const ascending = (a: number, b: number): number => a - b;
 
 /**
  * The rules of one action in evaluation order, with a path index consulted when a peer has
@@ -210,7 +211,7 @@ class RuleSet {
       if (member[k] === 1) found[n++] = k;
     }
     found.length = n;
-    if (n > 1) found.sort((a, b) => a - b);
+    if (n > 1) found.sort(ascending);
     const unguarded = candidates.unguarded;
     let u = 0;
     let f = 0;
