@@ -17,6 +17,8 @@ import type { Logger } from '../log.js';
 import { createSelfSignedRoot, loadAuthority } from '../pki/authority.js';
 import { SigningPool } from '../workers/signing-pool.js';
 import { caNotReadyReason } from '../ca/readiness.js';
+import { loadOrCreateJwtKeySecret } from '../k8s/jwt-key-secret.js';
+import type { JWK } from 'jose';
 import { bindServer, createCaGrpcServer, createRotatingServerCredentials } from '../transport/grpc/ca-server.js';
 import { buildHttpApp } from '../transport/http/app.js';
 import { CaMetrics } from '../transport/metrics.js';
@@ -149,15 +151,19 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
       return snapshot.bundle.toPem();
     },
   };
-  const jwtKey = await loadOrCreatePrivateJwk(
-    join(config.dataDir, JWT_SIGNING_KEY_FILE),
-    async () => (await JwtSvidIssuer.generate()).exportPrivateJwk(),
-    'JWT-SVIDs for any workload',
-  );
-  for (const warning of jwtKey.warnings) logger.warn({ dataDir: config.dataDir }, warning);
+  const generateJwtKey = async (): Promise<JWK> => (await JwtSvidIssuer.generate()).exportPrivateJwk();
+  let jwtKey: JWK;
+  if (config.kubernetes && kubeConfig) {
+    // One key for all replicas, or a JWT-SVID from one fails against another's bundle.
+    jwtKey = (await loadOrCreateJwtKeySecret({ kubeConfig, namespace: config.kubernetes.namespace, generate: generateJwtKey, logger })).jwk;
+  } else {
+    const stored = await loadOrCreatePrivateJwk(join(config.dataDir, JWT_SIGNING_KEY_FILE), generateJwtKey, 'JWT-SVIDs for any workload');
+    for (const warning of stored.warnings) logger.warn({ dataDir: config.dataDir }, warning);
+    jwtKey = stored.jwk;
+  }
   const issuance = new IssuanceService({
     ca: signer,
-    jwtIssuer: await JwtSvidIssuer.fromPrivateJwk(jwtKey.jwk),
+    jwtIssuer: await JwtSvidIssuer.fromPrivateJwk(jwtKey),
     clock,
     authenticator: await createAuthenticator(config, options),
     trustDomain: config.trustDomain,

@@ -20,7 +20,8 @@ import { CaInvalidError, CaNotReadyError, ConfigError } from '../errors.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
 import type { AuthorityPem } from '../pki/authority.js';
-import { callKube, kubeStatusOf, MESHCA_LABELS, readOptional } from './kube-api.js';
+import { readOptional } from './kube-api.js';
+import { decodeSecretData, readOrCreateSecret } from './shared-secret.js';
 
 /** Istio's plug-in CA keys (the `cacerts` Secret and the files of `--data-dir`). */
 export const AUTHORITY_SECRET_KEYS = {
@@ -59,18 +60,6 @@ export interface LoadOrCreateAuthoritySecretResult extends AuthorityPem {
   readonly secretName: string;
 }
 
-function decodeSecretData(secret: V1Secret): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const [key, value] of Object.entries(secret.data ?? {})) {
-    if (typeof value === 'string') out.set(key, Buffer.from(value, 'base64').toString('utf8'));
-  }
-  // stringData is write-only on a real server, but a hand-written fake or an old object may carry it.
-  for (const [key, value] of Object.entries(secret.stringData ?? {})) {
-    if (typeof value === 'string' && !out.has(key)) out.set(key, value);
-  }
-  return out;
-}
-
 /** Reads the four keys of a CA Secret. Only cert and key are required; the CA cert is then its own root. */
 export function authorityPemFromSecret(secret: V1Secret, where: string): AuthorityPem {
   const data = decodeSecretData(secret);
@@ -93,25 +82,14 @@ export function authorityPemFromSecret(secret: V1Secret, where: string): Authori
   };
 }
 
-function buildAuthoritySecret(name: string, namespace: string, pem: AuthorityPem): V1Secret {
-  const b64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64');
+function authoritySecretContent(pem: AuthorityPem): Record<string, string> {
   return {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: { name, namespace, labels: { ...MESHCA_LABELS, 'app.kubernetes.io/component': 'ca' } },
-    type: 'Opaque',
-    data: {
-      [AUTHORITY_SECRET_KEYS.cert]: b64(pem.certPem),
-      [AUTHORITY_SECRET_KEYS.key]: b64(pem.keyPem),
-      [AUTHORITY_SECRET_KEYS.chain]: b64(pem.chainPem ?? pem.certPem),
-      [AUTHORITY_SECRET_KEYS.root]: b64(pem.rootPem),
-    },
+    [AUTHORITY_SECRET_KEYS.cert]: pem.certPem,
+    [AUTHORITY_SECRET_KEYS.key]: pem.keyPem,
+    [AUTHORITY_SECRET_KEYS.chain]: pem.chainPem ?? pem.certPem,
+    [AUTHORITY_SECRET_KEYS.root]: pem.rootPem,
   };
 }
-
-// Create can lose to another replica and the winner's Secret can, in principle, be deleted before
-// we re-read it; a few rounds cover that without looping forever against a misbehaving server.
-const MAX_CREATE_ROUNDS = 3;
 
 /**
  * Returns the CA in the cluster, creating a self-signed root on first start. See the module
@@ -148,33 +126,32 @@ export async function loadOrCreateAuthoritySecret(options: LoadOrCreateAuthority
     return { ...pem, source: 'plugin', secretName: pluginName };
   }
 
-  for (let round = 1; round <= MAX_CREATE_ROUNDS; round++) {
-    const existing = await read(selfSignedName);
-    if (existing !== undefined) {
-      const pem = authorityPemFromSecret(existing, `${namespace}/${selfSignedName}`);
-      logger.info({ namespace, secret: selfSignedName }, 'using the self-signed CA from its Secret');
-      return { ...pem, source: 'self-signed', secretName: selfSignedName };
-    }
-    if (options.create === undefined) {
-      throw new CaNotReadyError(
+  const create = options.create;
+  let created: AuthorityPem | undefined;
+  const { secret, created: won } = await readOrCreateSecret({
+    api,
+    namespace,
+    name: selfSignedName,
+    component: 'ca',
+    create:
+      create &&
+      (async () => {
+        created = await create();
+        return authoritySecretContent(created);
+      }),
+    missing: () =>
+      new CaNotReadyError(
         `no CA in namespace ${namespace}: neither Secret ${pluginName} (plug-in) nor ${selfSignedName} (self-signed) exists, and creating a self-signed root is disabled`,
         { rule: 'missing' },
-      );
-    }
-    const pem = await options.create();
-    try {
-      await callKube(
-        `create secret ${namespace}/${selfSignedName}`,
-        (o) => api.createNamespacedSecret({ namespace, body: buildAuthoritySecret(selfSignedName, namespace, pem) }, o),
-        callOptions,
-      );
-      logger.info({ namespace, secret: selfSignedName }, 'created a self-signed root CA and stored it in its Secret');
-      return { ...pem, source: 'created', secretName: selfSignedName };
-    } catch (err) {
-      if (kubeStatusOf(err) !== 409) throw err;
-      // Another replica won the race: drop our root (it was never used) and adopt theirs.
-      logger.info({ namespace, secret: selfSignedName }, 'another replica created the CA Secret first; using its root');
-    }
+      ),
+    logger,
+    callOptions,
+  });
+  if (won && created) {
+    logger.info({ namespace, secret: selfSignedName }, 'created a self-signed root CA and stored it in its Secret');
+    return { ...created, source: 'created', secretName: selfSignedName };
   }
-  throw new CaNotReadyError(`the CA Secret ${namespace}/${selfSignedName} kept disappearing between create and read`, { rule: 'race' });
+  const pem = authorityPemFromSecret(secret, `${namespace}/${selfSignedName}`);
+  logger.info({ namespace, secret: selfSignedName }, 'using the self-signed CA from its Secret');
+  return { ...pem, source: 'self-signed', secretName: selfSignedName };
 }

@@ -31,6 +31,7 @@ import { ConfigMap, Namespace, Secret, Service, ServiceAccount } from 'kubernete
 import { parseAllDocuments } from 'yaml';
 
 import { DEFAULT_PLUGIN_SECRET_NAME, DEFAULT_SELF_SIGNED_SECRET_NAME } from '../../../src/k8s/authority-secret.js';
+import { DEFAULT_JWT_KEY_SECRET_NAME } from '../../../src/k8s/jwt-key-secret.js';
 import { DEFAULT_LEASE_NAME } from '../../../src/k8s/leader-election.js';
 import { DEFAULT_ROOT_CONFIGMAP_NAME, ROOT_CERT_KEY } from '../../../src/k8s/root-publisher.js';
 
@@ -417,6 +418,7 @@ describe('k8s manifests', () => {
       const allowed: Request[] = [
         { apiGroup: '', resource: 'secrets', verb: 'get', namespace: ns, name: DEFAULT_PLUGIN_SECRET_NAME },
         { apiGroup: '', resource: 'secrets', verb: 'get', namespace: ns, name: DEFAULT_SELF_SIGNED_SECRET_NAME },
+        { apiGroup: '', resource: 'secrets', verb: 'get', namespace: ns, name: DEFAULT_JWT_KEY_SECRET_NAME },
         { apiGroup: '', resource: 'secrets', verb: 'create', namespace: ns },
         { apiGroup: 'coordination.k8s.io', resource: 'leases', verb: 'get', namespace: ns, name: DEFAULT_LEASE_NAME },
         { apiGroup: 'coordination.k8s.io', resource: 'leases', verb: 'update', namespace: ns, name: DEFAULT_LEASE_NAME },
