@@ -1,6 +1,7 @@
 /**
  * meshca's public library surface. Subpaths: `meshca/spiffe`, `meshca/policy`, `meshca/tls`,
- * `meshca/errors`. Transports, Kubernetes adapters and the CLI are not part of it.
+ * `meshca/fastify`, `meshca/workloadapi`, `meshca/errors`. The CA, the agent, Kubernetes
+ * adapters and the CLI are not part of it.
  */
 export * from './spiffe/index.js';
 export * from './errors.js';
@@ -13,3 +14,6 @@ export { createCsr, parseCsr, verifyCsrSignature, checkCsrKey } from './pki/csr.
 export type { Csr, CreateCsrOptions, RequestedSan } from './pki/csr.js';
 export { workloadIdFor, workloadIdentityOf } from './policy/workload-id.js';
 export type { WorkloadIdentity } from './policy/workload-id.js';
+// Policy files: YAML with Istio AuthorizationPolicy / CiliumNetworkPolicy documents, for `meshca/policy`.
+export { loadPolicyFile, parsePolicyYaml } from './files/policy-file.js';
+export type { LoadedPolicies, LoadPolicyFileOptions } from './files/policy-file.js';

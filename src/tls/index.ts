@@ -1,7 +1,7 @@
 /**
  * Public surface of `meshca/tls`: SPIFFE mTLS servers and clients on node:tls / node:https.
  * The fastify plugin lives in `transport/http/fastify-mtls.ts` (fastify stays in transport/) and
- * is not exported here.
+ * is exported as `meshca/fastify`.
  */
 /** Authorizers themselves (authorizeId, authorizeMemberOf...) come from `meshca/policy`. */
 export type { Authorizer } from '../policy/authorizer.js';

@@ -31,4 +31,22 @@ describe('the published library surface', () => {
     await assert.rejects(import('meshca/transport/status' as string), (err: NodeJS.ErrnoException) => err.code === 'ERR_PACKAGE_PATH_NOT_EXPORTED');
     await assert.rejects(import('meshca/dist/cmd/meshca.js' as string), (err: NodeJS.ErrnoException) => err.code === 'ERR_PACKAGE_PATH_NOT_EXPORTED');
   });
+
+  test('meshca/fastify and meshca/workloadapi resolve, and the root exports the policy YAML loader', async () => {
+    const fastify = (await import('meshca/fastify' as string)) as typeof import('../../src/fastify.js');
+    assert.equal(typeof fastify.fastifyMtls, 'function');
+    const workloadapi = (await import('meshca/workloadapi' as string)) as typeof import('../../src/workloadapi.js');
+    assert.equal(typeof workloadapi.createWorkloadApiX509Source, 'function');
+    const meshca = (await import('meshca' as string)) as typeof import('../../src/index.js');
+    const policy = (await import('meshca/policy' as string)) as typeof import('../../src/policy/index.js');
+    const loaded = meshca.parsePolicyYaml(
+      'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: default}\nspec:\n  rules:\n  - from: [{source: {principals: [cluster.local/ns/default/sa/sleep]}}]\n',
+      'inline',
+    );
+    const engine = policy.compilePolicies([...loaded.policies], { trustDomain: meshca.parseTrustDomain('cluster.local'), namespace: 'default' });
+    const sleep = meshca.parseSpiffeId('spiffe://cluster.local/ns/default/sa/sleep');
+    const other = meshca.parseSpiffeId('spiffe://cluster.local/ns/default/sa/other');
+    assert.equal(engine.decide({ peer: sleep, method: 'GET', path: '/' }).allowed, true);
+    assert.equal(engine.decide({ peer: other, method: 'GET', path: '/' }).allowed, false);
+  });
 });
