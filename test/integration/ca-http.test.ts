@@ -177,24 +177,27 @@ describe('CA shutdown', () => {
 describe('/readyz', () => {
   test('answers 503 with the reason when the CA cannot serve', async () => {
     const ca = await startTestCa();
-    let problem: string | undefined = 'shutting down';
-    const app = buildHttpApp({
-      issuance: ca.running.issuance,
-      logger: ca.logger,
-      metrics: new CaMetrics(),
-      bundle: () => ({ trustDomain: 'cluster.local', authorities: [], rootsPem: ca.rootPem, sequence: 1, refreshHintSeconds: 300, jwtAuthorities: [] }),
-      ready: () => problem,
-    });
     try {
-      const down = await app.inject({ method: 'GET', url: '/readyz' });
-      assert.equal(down.statusCode, 503);
-      assert.deepEqual(down.json(), { status: 'not ready', reason: 'shutting down' });
-      problem = undefined;
-      const up = await app.inject({ method: 'GET', url: '/readyz' });
-      assert.equal(up.statusCode, 200);
-      assert.deepEqual(up.json(), { status: 'ready' });
+      let problem: string | undefined = 'shutting down';
+      const app = buildHttpApp({
+        issuance: ca.running.issuance,
+        logger: ca.logger,
+        metrics: new CaMetrics(),
+        bundle: () => ({ trustDomain: 'cluster.local', authorities: [], rootsPem: ca.rootPem, sequence: 1, refreshHintSeconds: 300, jwtAuthorities: [] }),
+        ready: () => problem,
+      });
+      try {
+        const down = await app.inject({ method: 'GET', url: '/readyz' });
+        assert.equal(down.statusCode, 503);
+        assert.deepEqual(down.json(), { status: 'not ready', reason: 'shutting down' });
+        problem = undefined;
+        const up = await app.inject({ method: 'GET', url: '/readyz' });
+        assert.equal(up.statusCode, 200);
+        assert.deepEqual(up.json(), { status: 'ready' });
+      } finally {
+        await app.close();
+      }
     } finally {
-      await app.close();
       await ca.close();
     }
   });
