@@ -221,13 +221,11 @@ export class CachingAuthenticator implements Authenticator {
   }
 
   #evict(nowMs: number): void {
-    if (this.#entries.size <= this.#maxEntries) return;
-    // Drop expired entries first; they would otherwise crowd out live ones.
+    // From the least recently used end only, so a miss costs O(1) even when a whole cluster's
+    // first tokens churn through a full cache. Expired entries sit mostly at that end (every
+    // hit moves an entry to the other); one that does not is dropped when it is next looked up.
     for (const [key, entry] of this.#entries) {
-      if (entry.validUntilMs <= nowMs) this.#entries.delete(key);
-    }
-    for (const key of this.#entries.keys()) {
-      if (this.#entries.size <= this.#maxEntries) break;
+      if (this.#entries.size <= this.#maxEntries && entry.validUntilMs > nowMs) break;
       this.#entries.delete(key);
     }
   }

@@ -213,6 +213,18 @@ describe('CachingAuthenticator', () => {
     assert.equal(inner.calls, 4);
   });
 
+  it('drops expired entries from the least recently used end as new ones arrive', async () => {
+    const inner = new FakeAuthenticator((t) => identity(t));
+    const clock = new ManualClock();
+    const cache = new CachingAuthenticator(inner, { clock, maxEntries: 3, maxAgeMs: 1000 });
+    for (const t of ['a.a.a', 'b.b.b', 'c.c.c']) await cache.authenticate(t);
+    clock.advance(2000);
+    await cache.authenticate('d.d.d');
+    assert.equal(cache.size, 1, 'the three expired entries are gone, not just one');
+    await cache.authenticate('a.a.a');
+    assert.equal(inner.calls, 5, 'an expired entry is never served');
+  });
+
   it('keys entries by SHA-256 digest and never stores the token', async () => {
     const token = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJzZWNyZXQifQ.c2lnbmF0dXJl';
     const inner = new FakeAuthenticator(() => identity('x'));
