@@ -3,7 +3,6 @@
  * trust bundle a federated peer or an offline consumer needs.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import type { JWK } from 'jose';
@@ -20,6 +19,7 @@ import { normalizeFingerprint } from '../ca/trust-bundle.js';
 import { formatDuration, parseDurationSeconds } from '../config/duration.js';
 import { ConfigError } from '../errors.js';
 import { AUTHORITY_FILES } from '../files/authority-files.js';
+import { readTextIfExists } from '../files/read-if-exists.js';
 import { AUTHORITY_STATE_FILE, createFileAuthorityStore, loadAuthoritySnapshot, parseAuthorityState } from '../files/authority-slots.js';
 import { isKeyKind, KEY_KINDS, type KeyKind } from '../pki/algorithms.js';
 import { formatSpiffeBundleJwks } from '../spiffe/bundle-jwks.js';
@@ -33,15 +33,6 @@ function trustDomainOption(): Option {
   return new Option('--trust-domain <name>', 'SPIFFE trust domain (default: the one recorded in the data directory)');
 }
 
-async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
 /**
  * The trust domain of a data directory: the flag, else $MESHCA_TRUST_DOMAIN, else the one
  * recorded by an earlier rotation, else the O= of a self-signed root (what `ca init` writes),
@@ -50,9 +41,9 @@ async function readOptional(path: string): Promise<string | undefined> {
 async function resolveTrustDomain(io: CliIo, dataDir: string, flag: string | undefined): Promise<TrustDomain> {
   const given = flag ?? io.env['MESHCA_TRUST_DOMAIN'];
   if (given !== undefined) return parseTrustDomainFlag(given);
-  const stateText = await readOptional(join(dataDir, AUTHORITY_STATE_FILE));
+  const stateText = await readTextIfExists(join(dataDir, AUTHORITY_STATE_FILE));
   if (stateText !== undefined) return parseTrustDomain(parseAuthorityState(stateText).trustDomain);
-  const certPem = await readOptional(join(dataDir, AUTHORITY_FILES.cert));
+  const certPem = await readTextIfExists(join(dataDir, AUTHORITY_FILES.cert));
   if (certPem !== undefined) {
     try {
       const cert = new X509Certificate(certPem);
@@ -232,7 +223,7 @@ interface BundleFlags {
 }
 
 async function readJwtAuthority(dataDir: string): Promise<JWK | undefined> {
-  const text = await readOptional(join(dataDir, JWT_SIGNING_KEY_FILE));
+  const text = await readTextIfExists(join(dataDir, JWT_SIGNING_KEY_FILE));
   if (text === undefined) return undefined;
   try {
     return (await JwtSvidIssuer.fromPrivateJwk(JSON.parse(text) as JWK)).publicJwk();

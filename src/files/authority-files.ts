@@ -1,8 +1,9 @@
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CaInvalidError, CaNotReadyError } from '../errors.js';
 import { loadAuthority, type Authority, type AuthorityPem } from '../pki/authority.js';
 import { writeFileAtomic } from './atomic-write.js';
+import { readTextIfExists } from './read-if-exists.js';
 
 /** Istio's plug-in CA file names, so existing `cacerts` material drops in unchanged. */
 export const AUTHORITY_FILES = {
@@ -11,15 +12,6 @@ export const AUTHORITY_FILES = {
   chain: 'cert-chain.pem',
   root: 'root-cert.pem',
 } as const;
-
-async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
 
 export interface ReadAuthorityResult extends AuthorityPem {
   /** Problems worth a warning that do not stop the CA (e.g. a key file others can read). */
@@ -30,7 +22,7 @@ export interface ReadAuthorityResult extends AuthorityPem {
 export async function readAuthorityFiles(dataDir: string): Promise<ReadAuthorityResult> {
   const [certPem, keyPem, chainPem, rootPem] = await Promise.all(
     [AUTHORITY_FILES.cert, AUTHORITY_FILES.key, AUTHORITY_FILES.chain, AUTHORITY_FILES.root].map((f) =>
-      readOptional(join(dataDir, f)),
+      readTextIfExists(join(dataDir, f)),
     ),
   );
   if (certPem === undefined && keyPem === undefined) {
@@ -69,7 +61,7 @@ export async function writeAuthorityFiles(dataDir: string, pem: AuthorityPem, op
   await mkdir(dataDir, { recursive: true, mode: 0o755 });
   if (!options.force) {
     for (const name of [AUTHORITY_FILES.cert, AUTHORITY_FILES.key]) {
-      if ((await readOptional(join(dataDir, name))) !== undefined) {
+      if ((await readTextIfExists(join(dataDir, name))) !== undefined) {
         throw new CaInvalidError(`a CA already exists in ${dataDir} (${name}); pass --force to replace it`, { rule: 'exists' });
       }
     }

@@ -43,6 +43,7 @@ import { CaInvalidError, CaNotReadyError, isIdentityError } from '../errors.js';
 import type { AuthorityPem } from '../pki/authority.js';
 import type { TrustDomain } from '../spiffe/trust-domain.js';
 import { writeFileAtomic } from './atomic-write.js';
+import { readTextIfExists } from './read-if-exists.js';
 import { AUTHORITY_FILES, readAuthorityFiles } from './authority-files.js';
 
 export const AUTHORITY_STATE_FILE = 'authority-state.json';
@@ -171,15 +172,6 @@ export function parseAuthorityState(text: string, where = AUTHORITY_STATE_FILE):
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
 async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
@@ -206,10 +198,10 @@ async function readOnce(dataDir: string): Promise<StoredAuthority | undefined> {
   const commit = join(dataDir, ROTATION_STAGING_DIR, ROTATION_COMMIT_FILE);
   const statePath = join(dataDir, AUTHORITY_STATE_FILE);
   if (await exists(commit)) return undefined;
-  const before = await readOptional(statePath);
+  const before = await readTextIfExists(statePath);
   const { warnings, ...active } = await readAuthorityFiles(dataDir);
   const next = await readNext(dataDir);
-  const after = await readOptional(statePath);
+  const after = await readTextIfExists(statePath);
   if (before !== after || (await exists(commit))) return undefined;
   return {
     active,
@@ -346,7 +338,7 @@ export type RecoveryOutcome = 'clean' | 'completed' | 'discarded';
 /** Finishes or discards an interrupted change. Call with the lock held. */
 async function recoverLocked(dataDir: string): Promise<RecoveryOutcome> {
   const staging = join(dataDir, ROTATION_STAGING_DIR);
-  const journalText = await readOptional(join(staging, ROTATION_COMMIT_FILE));
+  const journalText = await readTextIfExists(join(staging, ROTATION_COMMIT_FILE));
   if (journalText !== undefined) {
     let journal: Journal;
     try {
