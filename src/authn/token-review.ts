@@ -7,14 +7,15 @@
  * The CA's own credentials need RBAC `create` on `tokenreviews` (ClusterRole
  * `system:auth-delegator` grants it).
  */
-import { ApiException, AuthenticationV1Api, FetchError, Observable } from '@kubernetes/client-node';
-import type { KubeConfig, ObservableMiddleware, RequestContext, ResponseContext, V1TokenReview } from '@kubernetes/client-node';
+import { ApiException, AuthenticationV1Api, FetchError } from '@kubernetes/client-node';
+import type { KubeConfig, V1TokenReview } from '@kubernetes/client-node';
 
 import { AuthnError, AuthnUnavailableError, ConfigError } from '../errors.js';
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
+import { signalMiddleware } from '../k8s/kube-api.js';
 import { checkTokenShape, parseServiceAccountUsername, readUnverifiedExpiry } from './authenticator.js';
 import type { AuthenticateOptions, Authenticator, CallerIdentity } from './authenticator.js';
 
@@ -37,17 +38,6 @@ export const POD_NAME_EXTRA = 'authentication.kubernetes.io/pod-name';
 export const POD_UID_EXTRA = 'authentication.kubernetes.io/pod-uid';
 
 const MAX_STATUS_ERROR_CHARS = 300;
-
-/** Per-request middleware that attaches our abort signal to the outgoing fetch. */
-function signalMiddleware(signal: AbortSignal): ObservableMiddleware {
-  return {
-    pre: (context: RequestContext) => {
-      context.setSignal(signal);
-      return new Observable(Promise.resolve(context));
-    },
-    post: (context: ResponseContext) => new Observable(Promise.resolve(context)),
-  };
-}
 
 /** `status.error` is free text from the API server: bound it, and make sure the token is not in it. */
 function sanitizeStatusError(text: string | undefined, token: string): string {

@@ -96,7 +96,8 @@ class RequestTimeout extends Error {
   }
 }
 
-function signalMiddleware(signal: AbortSignal): ObservableMiddleware {
+/** Per-request middleware that attaches an abort signal to the client's outgoing fetch. */
+export function signalMiddleware(signal: AbortSignal): ObservableMiddleware {
   return {
     pre: (context: RequestContext) => {
       context.setSignal(signal);
