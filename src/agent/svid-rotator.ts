@@ -522,13 +522,7 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
       this.#installBundle(this.#checkBundle(fetched));
     } catch (err) {
       if (signal.aborted || !tolerateFailure || this.#bundle === undefined) throw err;
-      this.#emit('error', {
-        kind: 'bundle',
-        error: err instanceof Error ? err : new Error(String(err)),
-        attempt: this.#attempt,
-        nextAttemptAt: undefined,
-        svidValid: this.hasValidSvid(),
-      });
+      this.#emitBundleError(err);
     }
     return this.#bundle!;
   }
@@ -545,6 +539,17 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
       throw new BundleError(`the bundle source returned no authorities for ${this.trustDomain.name}`, { rule: 'empty' });
     }
     return bundle;
+  }
+
+  /** A failed bundle fetch, while the SVID and the last good bundle stay in use. */
+  #emitBundleError(err: unknown): void {
+    this.#emit('error', {
+      kind: 'bundle',
+      error: err instanceof Error ? err : new Error(String(err)),
+      attempt: this.#attempt,
+      nextAttemptAt: undefined,
+      svidValid: this.hasValidSvid(),
+    });
   }
 
   #installBundle(bundle: X509Bundle): void {
@@ -595,13 +600,7 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
       this.#installBundle(this.#checkBundle(fetched));
     } catch (err) {
       if (this.#run !== run) return;
-      this.#emit('error', {
-        kind: 'bundle',
-        error: err instanceof Error ? err : new Error(String(err)),
-        attempt: this.#attempt,
-        nextAttemptAt: undefined,
-        svidValid: this.hasValidSvid(),
-      });
+      this.#emitBundleError(err);
     }
     if (this.#run === run) this.#armBundlePoll(run);
   }
