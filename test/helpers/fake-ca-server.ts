@@ -2,10 +2,11 @@
  * A minimal stand-in for the meshca CA server, for agent tests: a real `CertificateAuthority`
  * behind a real `IssuanceService` that verifies DevTokenIssuer tokens through the JWKS
  * authenticator, served over gRPC (`istio.v1.auth.IstioCertificateService/CreateCertificate`)
- * with TLS from a serving certificate that chains to the mesh root. Deliberately small; the real
- * server in src/transport/grpc/ca-server.ts can replace `startFakeCaServer` later.
+ * with TLS from a serving certificate that chains to the mesh root. It stays beside the real
+ * runtime (`startTestCa`) because agent tests need what a real CA cannot do: hold calls
+ * unanswered (`stall`), record what was asked, and sign past the identity checks.
  */
-import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { Metadata, Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { DevTokenIssuer } from '../../src/authn/dev-issuer.js';
 import { createJwksAuthenticator } from '../../src/authn/jwks.js';
@@ -88,30 +89,10 @@ export async function signBypassingChecks(authority: Authority, csrPem: string, 
 }
 
 /** A TLS serving certificate for the CA itself, chaining to the mesh root, for `dnsNames`. */
-export async function issueServingCertificate(
-  authority: Authority,
-  dnsNames: readonly string[],
-  now: Date = new Date(),
-): Promise<{ certChainPem: string; keyPem: string }> {
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  const template = new LeafTemplate({
-    signatureAlgorithm: authority.signer.algorithm,
-    issuerName: authority.subjectName,
-    issuerKeyId: authority.subjectKeyId,
-  });
-  const tbs = template.buildTbs({
-    serial: Uint8Array.from([0x01, ...randomBytes(15)]),
-    notBefore: new Date(now.getTime() - 60_000),
-    notAfter: new Date(now.getTime() + 24 * 3_600_000),
-    spki: new Uint8Array(createPublicKey(privateKey).export({ type: 'spki', format: 'der' })),
-    dnsNames,
-    keyEncipherment: false,
-  });
-  const certificate = template.assemble(tbs, await authority.signer.sign(tbs));
-  return {
-    certChainPem: [encodePem('CERTIFICATE', certificate), ...authority.issuerChain.map((c) => encodePem('CERTIFICATE', c.raw))].join(''),
-    keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-  };
+export async function issueServingCertificate(authority: Authority, dnsNames: readonly string[]): Promise<{ certChainPem: string; keyPem: string }> {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const issued = await new CertificateAuthority({ authority }).issueServingCertificate(publicKey, { dnsNames, ttlSeconds: 24 * 3600 });
+  return { certChainPem: issued.certChainPem.join(''), keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
 }
 
 export interface FakeCaServerOptions {
