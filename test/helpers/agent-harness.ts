@@ -73,6 +73,22 @@ export async function startTestAgent(ca: TestCa, options: TestAgentOptions): Pro
   return startAgent(parseAgentConfig(values), { clock: systemClock, logger: options.logger ?? silentLogger });
 }
 
+/**
+ * The mTLS pair the rotation tests use: agents for default/helloworld (the server) and
+ * default/sleep (the client), each holding a valid SVID when this resolves.
+ */
+export async function startHelloAndSleep(
+  ca: TestCa,
+  options: Omit<TestAgentOptions, 'serviceAccount'>,
+): Promise<{ hello: RunningAgent; sleep: RunningAgent }> {
+  const [hello, sleep] = await Promise.all([
+    startTestAgent(ca, { ...options, serviceAccount: 'helloworld' }),
+    startTestAgent(ca, { ...options, serviceAccount: 'sleep' }),
+  ]);
+  await Promise.all([hello.rotator.waitForSvid(), sleep.rotator.waitForSvid()]);
+  return { hello, sleep };
+}
+
 /** Resolves with the next `event` payload for which `predicate` holds (earlier events are not replayed). */
 export function waitForEvent<E extends keyof SvidRotatorEvents>(
   rotator: SvidRotator,

@@ -23,7 +23,7 @@ import { parseTrustDomain } from '../../src/spiffe/trust-domain.js';
 import { parseX509BundlePem, X509Bundle, X509BundleSet } from '../../src/spiffe/x509-bundle.js';
 import { parseX509Svid, verifyX509Svid, type X509Svid } from '../../src/spiffe/x509-svid.js';
 import { createHttpsServer, createMtlsAgent, createStaticX509Source, getPeerSpiffeId } from '../../src/tls/index.js';
-import { chainsTo, mtlsGet, startTestAgent, stopAll, trusts, waitUntil } from '../helpers/agent-harness.js';
+import { chainsTo, mtlsGet, startHelloAndSleep, stopAll, trusts, waitUntil } from '../helpers/agent-harness.js';
 import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
 
 const TD = parseTrustDomain('cluster.local');
@@ -52,11 +52,7 @@ describe('compromise drill: distrust the old root right after activation', () =>
     ca = await startTestCa({ signingWorkers: '0' });
     // 1 h SVIDs: nothing renews on schedule during the drill.
     const agentOptions = { dir, trustDomain: TD.name, svidTtl: '1h', bundleRefresh: '1s' } as const;
-    [hello, sleep] = await Promise.all([
-      startTestAgent(ca, { ...agentOptions, serviceAccount: 'helloworld' }),
-      startTestAgent(ca, { ...agentOptions, serviceAccount: 'sleep' }),
-    ]);
-    await Promise.all([hello.rotator.waitForSvid(), sleep.rotator.waitForSvid()]);
+    ({ hello, sleep } = await startHelloAndSleep(ca, agentOptions));
     server = createHttpsServer(hello.rotator, { authorizer: authorizeId(SLEEP) }, (req, res) => {
       handled.push(getPeerSpiffeId(req).toString());
       res.writeHead(200, { 'content-type': 'text/plain' }).end('hello\n');

@@ -21,7 +21,7 @@ import { parseTrustDomain } from '../../src/spiffe/trust-domain.js';
 import { parseX509BundlePem } from '../../src/spiffe/x509-bundle.js';
 import { verifyX509Svid } from '../../src/spiffe/x509-svid.js';
 import { createHttpsServer, createMtlsAgent, getPeerIdentity } from '../../src/tls/index.js';
-import { chainsTo, mtlsGet, startTestAgent, stopAll, trusts, waitUntil } from '../helpers/agent-harness.js';
+import { chainsTo, mtlsGet, startHelloAndSleep, stopAll, trusts, waitUntil } from '../helpers/agent-harness.js';
 import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
 
 const TD = parseTrustDomain('cluster.local');
@@ -53,11 +53,7 @@ describe('CA rotation under continuous mTLS traffic', () => {
     dir = await mkdtemp(join(tmpdir(), 'meshca-rotation-'));
     ca = await startTestCa({ signingWorkers: '0' });
     const agentOptions = { dir, trustDomain: TD.name, svidTtl: '30s', bundleRefresh: '1s' } as const;
-    [hello, sleep] = await Promise.all([
-      startTestAgent(ca, { ...agentOptions, serviceAccount: 'helloworld' }),
-      startTestAgent(ca, { ...agentOptions, serviceAccount: 'sleep' }),
-    ]);
-    await Promise.all([hello.rotator.waitForSvid(), sleep.rotator.waitForSvid()]);
+    ({ hello, sleep } = await startHelloAndSleep(ca, agentOptions));
     server = createHttpsServer(
       hello.rotator,
       {
