@@ -1,7 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CertificateAuthority } from '../src/ca/certificate-authority.js';
@@ -66,10 +66,14 @@ export async function startCfssl(options: { cpus?: string } = {}): Promise<Runni
   const url = `https://localhost:${port}/api/v1/cfssl/sign`;
   // Ready when the port answers; cfssl has no readiness endpoint of its own.
   for (let i = 0; ; i++) {
+    // A connect, not a trial bind: binding the port ourselves could take it from cfssl.
     const up = await new Promise<boolean>((resolve) => {
-      const socket = createServer().listen(port, '127.0.0.1');
-      socket.once('listening', () => socket.close(() => resolve(false)));
-      socket.once('error', () => resolve(true));
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
     });
     if (up) break;
     if (i > 100 || child.exitCode !== null) {
