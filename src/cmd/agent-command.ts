@@ -82,6 +82,16 @@ export interface AgentOptionValues {
   readonly federatedBundleCa?: string;
 }
 
+/** The agent's defaults, for the CLI and for callers (the demo) that start agents in-process. */
+export const AGENT_DEFAULTS = Object.freeze({
+  svidTtl: '24h',
+  key: 'ec-p256',
+  hookTimeout: '30s',
+  insecure: false,
+  caTimeout: '10s',
+  bundleRefresh: '5m',
+} satisfies Partial<AgentOptionValues>);
+
 /** Validates everything at once and lists every problem in one `ConfigError`. */
 export function parseAgentConfig(values: AgentOptionValues): AgentConfig {
   const problems: string[] = [];
@@ -552,18 +562,18 @@ export function buildAgentCommand(io: CliIo): Command {
     .addOption(trustDomainOption(io))
     .addOption(envOption('--out <dir>', 'write cert-chain.pem, key.pem, root-cert.pem here', 'MESHCA_OUT_DIR'))
     .addOption(envOption('--workload-api-socket <path>', 'serve the SPIFFE Workload API on this unix socket', 'MESHCA_WORKLOAD_API_SOCKET'))
-    .addOption(envOption('--svid-ttl <duration>', 'requested SVID lifetime', 'MESHCA_SVID_TTL', '24h'))
-    .addOption(new Option('--key <kind>', 'SVID key type (env MESHCA_KEY)').choices([...KEY_KINDS]).default(env['MESHCA_KEY'] ?? 'ec-p256'))
+    .addOption(envOption('--svid-ttl <duration>', 'requested SVID lifetime', 'MESHCA_SVID_TTL', AGENT_DEFAULTS.svidTtl))
+    .addOption(new Option('--key <kind>', 'SVID key type (env MESHCA_KEY)').choices([...KEY_KINDS]).default(env['MESHCA_KEY'] ?? AGENT_DEFAULTS.key))
     .addOption(envOption('--hook <command>', 'shell command run after every rotation (e.g. reload a server)', 'MESHCA_HOOK'))
-    .addOption(envOption('--hook-timeout <duration>', 'kill the hook after this long', 'MESHCA_HOOK_TIMEOUT', '30s'))
+    .addOption(envOption('--hook-timeout <duration>', 'kill the hook after this long', 'MESHCA_HOOK_TIMEOUT', AGENT_DEFAULTS.hookTimeout))
     .addOption(
       new Option('--insecure', 'talk to the CA in plaintext; development only (env MESHCA_CA_INSECURE=true)').default(
         env['MESHCA_CA_INSECURE'] === 'true',
       ),
     )
     .addOption(envOption('--ca-server-name <name>', 'name to verify in the CA\'s TLS certificate', 'MESHCA_CA_SERVER_NAME'))
-    .addOption(envOption('--ca-timeout <duration>', 'deadline of each CA call', 'MESHCA_CA_TIMEOUT', '10s'))
-    .addOption(envOption('--bundle-refresh <duration>', 'how often --ca-root is re-read between rotations', 'MESHCA_BUNDLE_REFRESH', '5m'))
+    .addOption(envOption('--ca-timeout <duration>', 'deadline of each CA call', 'MESHCA_CA_TIMEOUT', AGENT_DEFAULTS.caTimeout))
+    .addOption(envOption('--bundle-refresh <duration>', 'how often --ca-root is re-read between rotations', 'MESHCA_BUNDLE_REFRESH', AGENT_DEFAULTS.bundleRefresh))
     .addOption(envOption('--ca-http-address <host:port>', 'CA HTTPS API, for JWT-SVIDs over the Workload API', 'MESHCA_CA_HTTP_ADDRESS'))
     .addOption(envOption('--health-listen <host:port>', 'serve GET /healthz and /metrics here', 'MESHCA_HEALTH_LISTEN'))
     .addOption(federatedBundleOption(env))

@@ -21,7 +21,7 @@ import { mustParseSpiffeId, parseSpiffeId } from '../spiffe/spiffe-id.js';
 import { parseTrustDomain } from '../spiffe/trust-domain.js';
 import { createMtlsAgent, createX509SourceFromFiles, type X509Source } from '../tls/index.js';
 import { createInboundProxy } from '../transport/proxy/mtls-proxy.js';
-import { parseAgentConfig, startAgent, type RunningAgent } from './agent-command.js';
+import { AGENT_DEFAULTS, parseAgentConfig, startAgent, type RunningAgent } from './agent-command.js';
 import type { CliIo } from './ca-commands.js';
 import { startCa, type RunningCa } from './ca-runtime.js';
 
@@ -144,12 +144,7 @@ export function buildDemoCommand(io: CliIo): Command {
             trustDomain: 'cluster.local',
             out: join(dir, sa, 'certs'),
             workloadApiSocket: join(dir, sa, 'workload.sock'),
-            svidTtl: '24h',
-            key: 'ec-p256',
-            hookTimeout: '30s',
-            insecure: false,
-            caTimeout: '10s',
-            bundleRefresh: '5m',
+            ...AGENT_DEFAULTS,
           });
           const agent = await startAgent(config, { clock: io.clock, logger });
           cleanups.push(() => agent.close());
