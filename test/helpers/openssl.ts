@@ -20,6 +20,9 @@ export function openssl(args: readonly string[], input?: string | Uint8Array): P
         stderr: stderr.toString('utf8'),
       });
     });
+    // openssl may exit before reading its input (a usage error, or a command that reads none);
+    // the resulting EPIPE belongs to this call's result, not to the process as an uncaught error.
+    child.stdin?.on('error', () => {});
     child.stdin?.end(input ?? '');
   });
 }
@@ -55,13 +58,16 @@ export async function withPemFiles<T>(files: Readonly<Record<string, string>>, f
 /**
  * `openssl verify -x509_strict` of a chain (leaf first, then intermediates) against a root.
  * Resolves to openssl's result so tests assert both success and the refusal text.
+ * `at` hands openssl the instant the certificates were made for (`-attime`): a test on a manual
+ * clock must pass it, or openssl judges them by today's date and the test rots.
  */
-export function opensslVerify(rootPem: string, leafPem: string, options: { untrustedPem?: string; purpose?: string } = {}): Promise<OpensslResult> {
+export function opensslVerify(rootPem: string, leafPem: string, options: { untrustedPem?: string; purpose?: string; at?: Date } = {}): Promise<OpensslResult> {
   return withPemFiles({ root: rootPem, leaf: leafPem, untrusted: options.untrustedPem ?? '' }, (p) =>
     openssl([
       'verify',
       '-x509_strict',
       ...(options.purpose ? ['-purpose', options.purpose] : []),
+      ...(options.at ? ['-attime', String(Math.floor(options.at.getTime() / 1000))] : []),
       '-CAfile',
       p['root']!,
       ...(options.untrustedPem ? ['-untrusted', p['untrusted']!] : []),

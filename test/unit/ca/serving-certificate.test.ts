@@ -21,7 +21,7 @@ describe('ServingCertificateManager', () => {
     const leaf = new X509Certificate(first.certChainPem);
     assert.equal(leaf.subjectAltName, 'DNS:meshca.meshca.svc, DNS:localhost');
     assert.ok(leaf.checkHost('localhost'));
-    const verdict = await opensslVerify(root.certPem, first.certChainPem, { purpose: 'sslserver' });
+    const verdict = await opensslVerify(root.certPem, first.certChainPem, { purpose: 'sslserver', at: clock.now() });
     assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr);
 
     await clock.waitForTimers();
