@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { createLogger } from '../src/log.js';
 import { parseTrustDomain } from '../src/spiffe/trust-domain.js';
 import { createX509SourceFromFiles } from '../src/tls/index.js';
-import { createInboundProxy } from '../src/transport/proxy/mtls-proxy.js';
+import { createInboundProxy } from '../src/sidecar/inbound-proxy.js';
 import { createTestLeaf, createTestRoot } from '../test/helpers/test-ca.js';
 import { progress, type BenchResult } from './harness.js';
 

@@ -17,6 +17,12 @@ export type ErrorCode =
   | 'ERR_TTL_INVALID'
   | 'ERR_RATE_LIMITED'
   | 'ERR_REQUEST_INVALID'
+  | 'ERR_FRAMING_INVALID'
+  | 'ERR_HEADERS_TOO_LARGE'
+  | 'ERR_TRANSFER_CODING_UNSUPPORTED'
+  | 'ERR_EXPECTATION_UNSUPPORTED'
+  | 'ERR_UPSTREAM_UNAVAILABLE'
+  | 'ERR_UPSTREAM_IDENTITY'
   | 'ERR_CONFIG_INVALID';
 
 export interface IdentityErrorOptions {
@@ -126,6 +132,27 @@ export class RateLimitedError extends IdentityError {
 export class RequestError extends IdentityError {
   constructor(message: string, options?: IdentityErrorOptions) {
     super('ERR_REQUEST_INVALID', message, options);
+  }
+}
+
+/** Codes a proxy answers a request's framing with (see proxy/framing.ts). */
+export type FramingErrorCode = 'ERR_FRAMING_INVALID' | 'ERR_HEADERS_TOO_LARGE' | 'ERR_TRANSFER_CODING_UNSUPPORTED' | 'ERR_EXPECTATION_UNSUPPORTED';
+
+/** A request the proxy cannot frame as exactly one request; its connection is closed. */
+export class FramingError extends IdentityError {
+  declare readonly code: FramingErrorCode;
+
+  constructor(code: FramingErrorCode, message: string, options?: IdentityErrorOptions) {
+    super(code, message, options);
+  }
+}
+
+/** The proxy's upstream could not be reached, or presented an identity other than the expected one. */
+export class UpstreamError extends IdentityError {
+  declare readonly code: 'ERR_UPSTREAM_UNAVAILABLE' | 'ERR_UPSTREAM_IDENTITY';
+
+  constructor(code: 'ERR_UPSTREAM_UNAVAILABLE' | 'ERR_UPSTREAM_IDENTITY', message: string, options?: IdentityErrorOptions) {
+    super(code, message, options);
   }
 }
 

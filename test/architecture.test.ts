@@ -26,7 +26,7 @@ function layerOf(file: string): number {
   const rel = relative(SRC, file).replace(/\\/g, '/');
   if (['errors.ts', 'clock.ts', 'log.ts'].includes(rel)) return 0;
   if (/^(spiffe|pki|policy)\//.test(rel)) return 1;
-  if (/^(ca|agent)\//.test(rel) || rel === 'authn/authenticator.ts' || rel === 'config/duration.ts' || rel === 'config/ca-serve-config.ts') return 2;
+  if (/^(ca|agent|proxy|config)\//.test(rel) || rel === 'authn/authenticator.ts') return 2;
   if (/^cmd\//.test(rel) || rel === 'index.ts') return 4;
   return 3;
 }

@@ -5,6 +5,7 @@
  * domains. This is the composition root for the agent (STYLE: L4); everything
  * it wires is tested on its own.
  */
+import { parseListen } from '../config/listen.js';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -128,7 +129,7 @@ export function parseAgentConfig(values: AgentOptionValues): AgentConfig {
   if (values.out === undefined && values.workloadApiSocket === undefined) {
     problems.push('nothing would receive the SVID: give --out <dir> and/or --workload-api-socket <path>');
   }
-  const healthListen = values.healthListen === undefined ? undefined : parseListen(values.healthListen, problems);
+  const healthListen = values.healthListen === undefined ? undefined : parseListen(values.healthListen, '--health-listen', problems);
   const federatedBundles = parseFederatedBundleFlags(values.federatedBundle ?? [], trustDomain, problems);
   if (values.federatedBundleCa !== undefined && values.federatedBundleCa.trim() === '') problems.push('--federated-bundle-ca is empty');
   if (
@@ -205,16 +206,6 @@ function parseFederatedBundleFlags(values: readonly string[], own: TrustDomain |
     result.push(Object.freeze({ trustDomain, location }));
   }
   return result;
-}
-
-function parseListen(value: string, problems: string[]): { host: string; port: number } | undefined {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[3]);
-  if (!match || port > 65535) {
-    problems.push(`--health-listen ${JSON.stringify(value)} must be host:port, e.g. 127.0.0.1:15021`);
-    return undefined;
-  }
-  return { host: match[1] ?? match[2]!, port };
 }
 
 export interface AgentDeps {

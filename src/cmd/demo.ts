@@ -20,7 +20,7 @@ import { compilePolicies } from '../policy/index.js';
 import { mustParseSpiffeId, parseSpiffeId } from '../spiffe/spiffe-id.js';
 import { parseTrustDomain } from '../spiffe/trust-domain.js';
 import { createMtlsAgent, createX509SourceFromFiles, type X509Source } from '../tls/index.js';
-import { createInboundProxy } from '../transport/proxy/mtls-proxy.js';
+import { createInboundProxy } from '../sidecar/inbound-proxy.js';
 import { AGENT_DEFAULTS, parseAgentConfig, startAgent, type RunningAgent } from './agent-command.js';
 import type { CliIo } from './ca-commands.js';
 import { startCa, type RunningCa } from './ca-runtime.js';
@@ -185,7 +185,7 @@ export function buildDemoCommand(io: CliIo): Command {
           });
           cleanups.push(() => sources[sa]!.close());
         }
-        const proxy = createInboundProxy({ source: sources['helloworld']!, upstream: new URL(`http://127.0.0.1:${appPort}`), engine, logger });
+        const proxy = createInboundProxy({ source: sources['helloworld']!, upstream: new URL(`http://127.0.0.1:${appPort}`), policy: { current: () => engine }, logger });
         const port = await listenOn(proxy, Number(opts.port));
         cleanups.push(() => new Promise<void>((r) => proxy.close(() => r())));
         say(`https://localhost:${port}${port === Number(opts.port) ? '' : ` (port ${opts.port} was busy)`}  →  http://127.0.0.1:${appPort}; policy in ${join(dir, 'helloworld-policy.yaml')}`);

@@ -1,3 +1,4 @@
+import { parseListen, type ListenAddress } from './listen.js';
 import { availableParallelism } from 'node:os';
 import { ConfigError } from '../errors.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/trust-domain.js';
@@ -53,15 +54,8 @@ export const LOOPBACK_CA_OPTIONS: RawCaServeOptions = Object.freeze({
   rateBurst: '500',
 });
 
-function parseListen(value: unknown, flag: string, problems: string[]): { host: string; port: number } {
-  const text = String(value);
-  const match = /^(?:\[([0-9a-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/i.exec(text);
-  const port = match ? Number(match[3]) : Number.NaN;
-  if (!match || port > 65535) {
-    problems.push(`${flag} ${JSON.stringify(text)} must be host:port (e.g. 127.0.0.1:15012, 0.0.0.0:15012, [::1]:15012)`);
-    return { host: '127.0.0.1', port: 0 };
-  }
-  return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
+function listenOrDefault(value: unknown, flag: string, problems: string[]): ListenAddress {
+  return parseListen(value, flag, problems) ?? { host: '127.0.0.1', port: 0 };
 }
 
 function list(value: unknown): string[] {
@@ -123,8 +117,8 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
   const config: CaServeConfig = {
     dataDir: String(raw['dataDir']),
     trustDomain: trustDomain ?? parseTrustDomain('invalid'),
-    grpcListen: parseListen(raw['grpcListen'], '--grpc-listen', problems),
-    httpListen: parseListen(raw['httpListen'], '--http-listen', problems),
+    grpcListen: listenOrDefault(raw['grpcListen'], '--grpc-listen', problems),
+    httpListen: listenOrDefault(raw['httpListen'], '--http-listen', problems),
     auth: auth as AuthMode,
     audiences,
     jwksFile,

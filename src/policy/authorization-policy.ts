@@ -26,6 +26,11 @@ export interface RequestAttributes {
   readonly method: string;
   /** The request path without the query string. */
   readonly path: string;
+  /**
+   * The query string with its `?`, or undefined / `''` when there is none. Istio's `paths` never
+   * see it; a Cilium `path` regex must match `path + query` in full, as Envoy's `:path` holds it.
+   */
+  readonly query?: string | undefined;
   /** The `Host` / `:authority` value as sent. */
   readonly host?: string | undefined;
   /** The local port the request arrived on. */

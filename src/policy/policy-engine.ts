@@ -667,7 +667,8 @@ function compileCiliumPortRule(rule: CiliumPortRule, missing: boolean): RequestP
       }
       if (h.path !== undefined) {
         const m = compileFullMatch(h.path);
-        parts.push((req) => m(req.path));
+        // Cilium hands the regex to Envoy as a full match on `:path`, query string included.
+        parts.push((req) => m(req.query ? req.path + req.query : req.path));
       }
       if (h.host !== undefined) {
         const m = compileFullMatch(h.host);

@@ -1,6 +1,31 @@
-import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ErrorCode } from '../errors.js';
 import { isIdentityError } from '../errors.js';
+
+/**
+ * gRPC status codes (grpc/doc/statuscodes.md), as numbers: they are part of the wire protocol,
+ * and spelling them here keeps the HTTP-only processes (the sidecar) from loading grpc-js.
+ * They equal `@grpc/grpc-js`'s `status` enum member for member.
+ */
+export const GrpcStatus = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+export type GrpcStatus = (typeof GrpcStatus)[keyof typeof GrpcStatus];
 
 /**
  * The only place error codes become wire statuses. Anything that is not an IdentityError is a
@@ -21,6 +46,12 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   ERR_TTL_INVALID: 400,
   ERR_RATE_LIMITED: 429,
   ERR_REQUEST_INVALID: 400,
+  ERR_FRAMING_INVALID: 400,
+  ERR_HEADERS_TOO_LARGE: 431,
+  ERR_TRANSFER_CODING_UNSUPPORTED: 501,
+  ERR_EXPECTATION_UNSUPPORTED: 417,
+  ERR_UPSTREAM_UNAVAILABLE: 502,
+  ERR_UPSTREAM_IDENTITY: 502,
   ERR_CONFIG_INVALID: 500,
 };
 
@@ -39,6 +70,12 @@ export const GRPC_STATUS: Readonly<Record<ErrorCode, GrpcStatus>> = {
   ERR_TTL_INVALID: GrpcStatus.INVALID_ARGUMENT,
   ERR_RATE_LIMITED: GrpcStatus.RESOURCE_EXHAUSTED,
   ERR_REQUEST_INVALID: GrpcStatus.INVALID_ARGUMENT,
+  ERR_FRAMING_INVALID: GrpcStatus.INVALID_ARGUMENT,
+  ERR_HEADERS_TOO_LARGE: GrpcStatus.RESOURCE_EXHAUSTED,
+  ERR_TRANSFER_CODING_UNSUPPORTED: GrpcStatus.UNIMPLEMENTED,
+  ERR_EXPECTATION_UNSUPPORTED: GrpcStatus.FAILED_PRECONDITION,
+  ERR_UPSTREAM_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
+  ERR_UPSTREAM_IDENTITY: GrpcStatus.UNAVAILABLE,
   ERR_CONFIG_INVALID: GrpcStatus.INTERNAL,
 };
 

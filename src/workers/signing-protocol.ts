@@ -7,6 +7,7 @@ import {
   CaNotReadyError,
   ConfigError,
   CsrError,
+  FramingError,
   IdentityError,
   IdentityMismatchError,
   RateLimitedError,
@@ -15,6 +16,7 @@ import {
   SvidError,
   SvidUntrustedError,
   TtlError,
+  UpstreamError,
   type ErrorCode,
 } from '../errors.js';
 
@@ -63,6 +65,12 @@ const ERROR_CLASSES: Record<ErrorCode, (message: string, rule: string | undefine
   ERR_TTL_INVALID: (m, rule) => new TtlError(m, { rule }),
   ERR_RATE_LIMITED: (m, rule) => new RateLimitedError(m, { rule }),
   ERR_REQUEST_INVALID: (m, rule) => new RequestError(m, { rule }),
+  ERR_FRAMING_INVALID: (m, rule) => new FramingError('ERR_FRAMING_INVALID', m, { rule }),
+  ERR_HEADERS_TOO_LARGE: (m, rule) => new FramingError('ERR_HEADERS_TOO_LARGE', m, { rule }),
+  ERR_TRANSFER_CODING_UNSUPPORTED: (m, rule) => new FramingError('ERR_TRANSFER_CODING_UNSUPPORTED', m, { rule }),
+  ERR_EXPECTATION_UNSUPPORTED: (m, rule) => new FramingError('ERR_EXPECTATION_UNSUPPORTED', m, { rule }),
+  ERR_UPSTREAM_UNAVAILABLE: (m, rule) => new UpstreamError('ERR_UPSTREAM_UNAVAILABLE', m, { rule }),
+  ERR_UPSTREAM_IDENTITY: (m, rule) => new UpstreamError('ERR_UPSTREAM_IDENTITY', m, { rule }),
   ERR_CONFIG_INVALID: (m) => new ConfigError([m]),
 };
 

@@ -1,5 +1,5 @@
 import { createHash, type X509Certificate } from 'node:crypto';
-import type { SpiffeId } from '../../spiffe/spiffe-id.js';
+import type { SpiffeId } from '../spiffe/spiffe-id.js';
 
 export const XFCC_HEADER = 'x-forwarded-client-cert';
 
