@@ -11,7 +11,7 @@ export function reportCliError(err: unknown, stderr: NodeJS.WritableStream = pro
     return 1;
   }
   const e = err as NodeJS.ErrnoException;
-  if (e?.code === 'ENOENT' || e?.code === 'EACCES' || e?.code === 'EISDIR') {
+  if (e?.code === 'ENOENT' || e?.code === 'EACCES' || e?.code === 'EISDIR' || e?.code === 'EADDRINUSE' || e?.code === 'EADDRNOTAVAIL') {
     stderr.write(`meshca: ${e.message}\n`);
     return 1;
   }

@@ -74,7 +74,9 @@ function policyLoader(path: string, trustDomain: TrustDomain, scope: WorkloadSco
 
 async function listenOn(server: Server, address: ListenAddress, what: string): Promise<number> {
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException): void => reject(new ConfigError([`${what}: cannot listen on ${address.host}:${address.port}: ${err.code ?? err.message}`], { rule: 'listen', cause: err }));
+    // A bind failure is the operator's to fix, not a crash: one line (see reportCliError), exit 1.
+    const onError = (err: NodeJS.ErrnoException): void =>
+      reject(Object.assign(new Error(`${what}: cannot listen on ${address.host}:${address.port}: ${err.code ?? err.message}`, { cause: err }), { code: err.code }));
     server.once('error', onError);
     server.listen(address.port, address.host, () => {
       server.off('error', onError);

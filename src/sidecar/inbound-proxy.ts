@@ -102,6 +102,9 @@ export function createInboundProxy(options: InboundProxyOptions): InboundProxy {
       refuse('ERR_AUTHZ_DENIED', 'no verified client identity', true, req.url ?? '');
       return;
     }
+    // Every answer counts, refusals too: a retiring connection closes only once all are written.
+    connections.begin(state);
+    res.once('close', () => connections.end(state));
     const stale = connections.refusal(state, clock.now().getTime());
     if (stale !== undefined) {
       refuse('ERR_SVID_UNTRUSTED', stale === 'peer-expired' ? 'the client certificate has expired' : 'the client certificate is no longer trusted', true, req.url ?? '');
@@ -151,9 +154,7 @@ export function createInboundProxy(options: InboundProxyOptions): InboundProxy {
     if (framed.closeAfter) markClosing(req.socket);
     state.xfcc ??= formatXfcc(options.source.getX509Svid().id, state.peer.id, state.peer.verifiedChain[0]);
     framed.headers.push(XFCC_HEADER, state.xfcc);
-    connections.begin(state);
     relay(pool, req, res, { method, path: path + query, headers: framed.headers, body: framed.body, closeAfter: framed.closeAfter || state.closeWhenIdle }, (outcome) => {
-      connections.end(state);
       if (outcome.upstreamError !== undefined) {
         log.warn({ err: outcome.upstreamError.message, upstream: options.upstream.origin }, 'upstream request failed');
         // The body may be half sent: this connection cannot be trusted to stay in step.

@@ -122,6 +122,9 @@ describe('meshca proxy (real process): mTLS + policy in front of a plain HTTP ap
       assert.match(ok.body, /Hello version: v1/);
       const refused = await fetchText(wrongPort);
       assert.equal(refused.status, 502);
+      // The client learns why: who answered and who was expected, not "upstream unavailable".
+      assert.match(refused.body, /"code":"ERR_UPSTREAM_IDENTITY"/);
+      assert.match(refused.body, /upstream is spiffe:\/\/cluster\.local\/ns\/default\/sa\/helloworld, expected spiffe:\/\/cluster\.local\/ns\/default\/sa\/ratings/);
     } finally {
       await outbound.stop();
       await wrong.stop();
