@@ -5,12 +5,13 @@ import { ConfigError } from '../../../src/errors.js';
 import { parsePolicyYaml } from '../../../src/files/policy-file.js';
 import {
   compilePolicies,
+  parseCiliumNetworkPolicy,
   parseIstioAuthorizationPolicy,
   type PolicyDocument,
   type RequestAttributes,
 } from '../../../src/policy/index.js';
 import { mustParseSpiffeId, parseTrustDomain, spiffeIdFromSegments } from '../../../src/spiffe/index.js';
-import { configProblems, istio, request, SLEEP, TD } from './policy-fixtures.js';
+import { cilium, configProblems, istio, request, SLEEP, TD } from './policy-fixtures.js';
 
 const trustDomain = parseTrustDomain(TD);
 
@@ -254,5 +255,31 @@ describe('compilePolicies', () => {
 
   it('rejects an invalid namespace option with ConfigError', () => {
     configProblems(() => compilePolicies([], { trustDomain, namespace: 'Not_A_Namespace' }));
+  });
+});
+
+describe('PolicyEngine: Cilium path and the query string', () => {
+  // Cilium hands `path` to Envoy as a full safe-regex match on `:path`, which includes the query.
+  const engine = compilePolicies(
+    [parseCiliumNetworkPolicy(cilium('l7', { endpointSelector: {}, ingress: [{ toPorts: [{ ports: [{ port: '8000' }], rules: { http: [{ method: 'GET', path: '/hello' }, { path: '/search\\?q=[a-z]+' }] } }] }] }))],
+    { trustDomain, namespace: 'foo', workloadLabels: {} },
+  );
+  const decide = (path: string, query: string | undefined) => engine.decide({ ...request({ path }), ...(query === undefined ? {} : { query }) }).allowed;
+
+  it('`path: /hello` matches /hello only without a query string', () => {
+    assert.equal(decide('/hello', undefined), true);
+    assert.equal(decide('/hello', ''), true);
+    assert.equal(decide('/hello', '?q=1'), false);
+  });
+
+  it('a regex that names the query matches it in full', () => {
+    assert.equal(decide('/search', '?q=abc'), true);
+    assert.equal(decide('/search', '?q=abc&admin=1'), false);
+    assert.equal(decide('/search', undefined), false);
+  });
+
+  it('Istio paths never see the query string', () => {
+    const istioEngine = compilePolicies([parseIstioAuthorizationPolicy(istio('p', { rules: [{ to: [{ operation: { paths: ['/hello'] } }] }] }))], { trustDomain, namespace: 'foo' });
+    assert.equal(istioEngine.decide({ ...request({ path: '/hello' }), query: '?q=1' }).allowed, true);
   });
 });
