@@ -168,7 +168,8 @@ export function frameRequest(httpVersion: string, rawHeaders: RawHeaders, isRese
   let expectContinue = false;
   if (expect !== undefined) {
     if (expect !== '100-continue') return refuse('ERR_EXPECTATION_UNSUPPORTED', 'expect', `expectation ${JSON.stringify(expect)} is not supported`);
-    expectContinue = true;
+    // RFC 9110 §10.1.1: ignored in HTTP/1.0, whose clients must never get a 1xx (§15.2).
+    expectContinue = httpVersion !== '1.0';
   }
 
   const headers: string[] = [];

@@ -54,6 +54,10 @@ export function workloadScopeOf(self: SpiffeId, trustDomain: TrustDomain, flags:
       problems.push(`--workload-labels ${key}=${value} contradicts the workload's SVID ${self.toString()} (${bare}=${expected})`);
       continue;
     }
+    if (labels[bare] !== undefined && labels[bare] !== value) {
+      problems.push(`--workload-labels gives ${bare} twice, as ${labels[bare]} and ${value}`);
+      continue;
+    }
     labels[bare] = value;
   }
   if (problems.length > 0) throw new ConfigError(problems, { rule: 'workload-scope' });
