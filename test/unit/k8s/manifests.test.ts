@@ -564,5 +564,20 @@ describe('k8s manifests', () => {
       assert.deepEqual(rule?.to, [{ operation: { methods: ['GET'], paths: ['/hello'] } }]);
       assert.equal(rule?.when, undefined);
     });
+
+    it('the helloworld proxy sidecar serves /ready and /healthz on its --health-listen port, and probes use them', () => {
+      const hello = workloads.find((d) => d.metadata?.name === 'helloworld');
+      const proxy = hello?.spec?.template.spec?.containers.find((c) => c.name === 'meshca-proxy');
+      assert.ok(proxy);
+      const args = proxy.args ?? [];
+      assert.equal(args[args.indexOf('--health-listen') + 1], '0.0.0.0:15021');
+      for (const [probe, path] of [
+        [proxy.readinessProbe, '/ready'],
+        [proxy.livenessProbe, '/healthz'],
+      ] as const) {
+        assert.equal(probe?.httpGet?.path, path);
+        assert.equal(portNumber(proxy, probe?.httpGet?.port), 15021);
+      }
+    });
   });
 });
