@@ -11,6 +11,9 @@ import { AuthnError } from '../errors.js';
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 
+/** The audience Istio's CA expects on projected service-account tokens, and meshca's default. */
+export const ISTIO_CA_AUDIENCE = 'istio-ca';
+
 /** Who the caller is, as established by a verified token. */
 export interface CallerIdentity {
   readonly namespace: string;

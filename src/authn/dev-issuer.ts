@@ -13,6 +13,7 @@ import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK 
 import type { CryptoKey, JSONWebKeySet, JWK } from 'jose';
 
 import { isDns1123Label, isDns1123Subdomain } from './authenticator.js';
+import { ISTIO_CA_AUDIENCE } from './authenticator.js';
 
 export type DevIssuerAlgorithm = 'ES256' | 'ES384' | 'ES512' | 'RS256' | 'PS256' | 'EdDSA';
 
@@ -21,7 +22,7 @@ export const DEV_ISSUER_ALGORITHMS: readonly DevIssuerAlgorithm[] = ['ES256', 'E
 /** The issuer a kube-apiserver uses by default (`--service-account-issuer`). */
 export const DEFAULT_DEV_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 
-export const DEFAULT_DEV_AUDIENCE = 'istio-ca';
+export const DEFAULT_DEV_AUDIENCE = ISTIO_CA_AUDIENCE;
 
 export interface DevTokenIssuerOptions {
   /** `iss` of minted tokens. */

@@ -27,7 +27,7 @@ import { parseX509BundlePem, type X509Bundle } from '../spiffe/x509-bundle.js';
 import { createGrpcCaClient, type GrpcCaClient } from '../transport/grpc/ca-client.js';
 import { createCaJwtClient } from '../transport/http/ca-jwt-client.js';
 import { parseWorkloadApiSocket, startWorkloadApiServer, type WorkloadApiServer } from '../transport/grpc/workload-api-server.js';
-import { parseTrustDomainFlag, trustDomainOption, type CliIo } from './ca-commands.js';
+import { parseTrustDomainFlag, trustDomainOption, type CliIo } from './cli-common.js';
 
 export interface AgentConfig {
   readonly caAddress: string;
@@ -546,7 +546,6 @@ export function buildAgentCommand(io: CliIo): Command {
     return value === undefined ? option : option.default(value);
   };
   return new Command('agent')
-    .description('obtain and rotate this workload\'s X.509-SVID from the CA; write it to files and serve the SPIFFE Workload API')
     .addOption(envOption('--ca-address <host:port>', 'CA gRPC address, e.g. istiod.istio-system.svc:15012', 'MESHCA_CA_ADDRESS'))
     .addOption(envOption('--ca-root <file>', 'mesh root-cert.pem: trust anchors, re-read for root rotation', 'MESHCA_CA_ROOT'))
     .addOption(envOption('--token-file <path>', 'projected service-account token, re-read before every request', 'MESHCA_TOKEN_FILE'))

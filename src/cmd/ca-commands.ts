@@ -1,41 +1,17 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { CertificateAuthority } from '../ca/certificate-authority.js';
+import { dataDirOption, parseTrustDomainFlag, trustDomainOption, type CliIo } from './cli-common.js';
 import type { Clock } from '../clock.js';
 import { formatDuration, parseDurationSeconds } from '../config/duration.js';
 import { ConfigError, IdentityMismatchError, SpiffeIdError } from '../errors.js';
-import { AUTHORITY_FILES, loadAuthorityFromDir, writeAuthorityFiles } from '../files/authority-files.js';
-import { AUTHORITY_STATE_FILE, NEXT_AUTHORITY_DIR, ROTATION_STAGING_DIR } from '../files/authority-slots.js';
 import { isKeyKind, KEY_KINDS } from '../pki/algorithms.js';
-import { createSelfSignedRoot, loadAuthority } from '../pki/authority.js';
 import { parseSpiffeId } from '../spiffe/spiffe-id.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/trust-domain.js';
 import { buildCaBundleCommand, buildCaRotateCommand } from './ca-rotate-command.js';
 import { buildCaServeCommand } from './ca-serve-command.js';
 
-export interface CliIo {
-  readonly stdout: NodeJS.WritableStream;
-  readonly stderr: NodeJS.WritableStream;
-  readonly clock: Clock;
-  readonly env: NodeJS.ProcessEnv;
-}
-
-export function trustDomainOption(io: CliIo): Option {
-  return new Option('--trust-domain <name>', 'SPIFFE trust domain').default(io.env['MESHCA_TRUST_DOMAIN'] ?? 'cluster.local');
-}
-
-export function dataDirOption(io: CliIo): Option {
-  return new Option('--data-dir <dir>', 'CA data directory (Istio plug-in CA file names)').default(io.env['MESHCA_DATA_DIR'] ?? './certs');
-}
-
-export function parseTrustDomainFlag(value: string): TrustDomain {
-  try {
-    return parseTrustDomain(value);
-  } catch (err) {
-    throw new ConfigError([`--trust-domain: ${(err as SpiffeIdError).message}`], { cause: err });
-  }
-}
+export { dataDirOption, parseTrustDomainFlag, trustDomainOption, type CliIo } from './cli-common.js';
 
 async function readInput(path: string): Promise<string> {
   if (path !== '-') return readFile(path, 'utf8');
@@ -45,7 +21,8 @@ async function readInput(path: string): Promise<string> {
 }
 
 export function buildCaCommand(io: CliIo): Command {
-  const ca = new Command('ca').description('manage and run the certificate authority');
+  // Its description is in program.ts, which lists subcommands without loading them.
+  const ca = new Command('ca');
 
   ca.command('init')
     .description('create a self-signed mesh root CA in the data directory')
@@ -55,6 +32,11 @@ export function buildCaCommand(io: CliIo): Command {
     .option('--validity <duration>', 'root lifetime', '87600h')
     .option('--force', 'replace an existing CA in the data directory', false)
     .action(async (opts: { trustDomain: string; dataDir: string; key: string; validity: string; force: boolean }) => {
+      const [{ createSelfSignedRoot, loadAuthority }, { AUTHORITY_FILES, writeAuthorityFiles }, { AUTHORITY_STATE_FILE, NEXT_AUTHORITY_DIR, ROTATION_STAGING_DIR }] = await Promise.all([
+        import('../pki/authority.js'),
+        import('../files/authority-files.js'),
+        import('../files/authority-slots.js'),
+      ]);
       const problems: string[] = [];
       let trustDomain: TrustDomain | undefined;
       try {
@@ -115,6 +97,7 @@ export function buildCaCommand(io: CliIo): Command {
     .addOption(trustDomainOption(io))
     .addOption(dataDirOption(io))
     .action(async (opts: { csr: string; spiffeId: string; ttl: string; maxTtl: string; trustDomain: string; dataDir: string }) => {
+      const [{ CertificateAuthority }, { loadAuthorityFromDir }] = await Promise.all([import('../ca/certificate-authority.js'), import('../files/authority-files.js')]);
       const problems: string[] = [];
       const collect = <T>(f: () => T): T | undefined => {
         try {

@@ -24,7 +24,7 @@ import { AUTHORITY_STATE_FILE, createFileAuthorityStore, loadAuthoritySnapshot, 
 import { isKeyKind, KEY_KINDS, type KeyKind } from '../pki/algorithms.js';
 import { formatSpiffeBundleJwks } from '../spiffe/bundle-jwks.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/trust-domain.js';
-import { dataDirOption, parseTrustDomainFlag, type CliIo } from './ca-commands.js';
+import { dataDirOption, parseTrustDomainFlag, type CliIo } from './cli-common.js';
 
 /** The CA's JWT-SVID key file (see ca-runtime.ts), read here only to publish its public half. */
 const JWT_SIGNING_KEY_FILE = 'jwt-signing-key.json';

@@ -1,9 +1,7 @@
 import { Command, Option } from 'commander';
 import { parseCaServeConfig } from '../config/ca-serve-config.js';
-import { createLogger } from '../log.js';
-import type { CliIo } from './ca-commands.js';
-import { startCa } from './ca-runtime.js';
-import { applyConfigFile } from './config-file.js';
+import type { CliIo } from './cli-common.js';
+
 
 const opt = (flags: string, description: string, env: string, fallback?: string): Option => {
   const option = new Option(flags, description).env(env);
@@ -51,8 +49,9 @@ export function buildCaServeCommand(io: CliIo): Command {
         if (command.getOptionValueSource(name) === 'env') command.setOptionValueWithSource(name, io.env[variable] ?? '', 'env');
       }
       const configFile = command.getOptionValue('config') as string | undefined;
-      if (configFile) await applyConfigFile(command, configFile);
+      if (configFile) await (await import('./config-file.js')).applyConfigFile(command, configFile);
       const config = parseCaServeConfig(command.opts());
+      const [{ startCa }, { createLogger }] = await Promise.all([import('./ca-runtime.js'), import('../log.js')]);
       const logger = createLogger({ level: config.logLevel, destination: io.stderr });
       const running = await startCa(config, { logger, clock: io.clock });
       io.stdout.write(`meshca CA ready: grpc port ${running.grpcPort}, http port ${running.httpPort}\n`);

@@ -22,7 +22,7 @@ import { parseTrustDomain } from '../spiffe/trust-domain.js';
 import { createMtlsAgent, createX509SourceFromFiles, type X509Source } from '../tls/index.js';
 import { createInboundProxy } from '../sidecar/inbound-proxy.js';
 import { AGENT_DEFAULTS, parseAgentConfig, startAgent, type RunningAgent } from './agent-command.js';
-import type { CliIo } from './ca-commands.js';
+import type { CliIo } from './cli-common.js';
 import { startCa, type RunningCa } from './ca-runtime.js';
 
 const HELLO_POLICY = `apiVersion: security.istio.io/v1
@@ -93,7 +93,6 @@ async function listenOn(server: http.Server | https.Server, preferred: number): 
  */
 export function buildDemoCommand(io: CliIo): Command {
   return new Command('demo')
-    .description('run meshca end to end on this machine: CA, agents, mTLS and policy (no cluster needed)')
     .option('--keep', 'leave everything running for manual poking (Ctrl-C to stop)', false)
     .option('--dir <dir>', 'use this directory instead of a temporary one (kept afterwards)')
     .option('--port <port>', 'helloworld HTTPS port', '5000')

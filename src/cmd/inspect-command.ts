@@ -1,17 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { ConfigError } from '../errors.js';
-import { describePem } from '../pki/describe.js';
-import { PemError } from '../pki/pem.js';
-import type { CliIo } from './ca-commands.js';
+import type { CliIo } from './cli-common.js';
 import { formatDescriptions } from './output.js';
 
 export function buildInspectCommand(io: CliIo): Command {
   return new Command('inspect')
-    .description('show certificates and CSRs in PEM files, SPIFFE-aware (SPIFFE ID, time left, key, extensions)')
     .argument('<files...>', 'PEM files (- for stdin)')
     .option('--json', 'print JSON instead of text', false)
     .action(async (files: string[], opts: { json: boolean }) => {
+      const [{ describePem }, { PemError }] = await Promise.all([import('../pki/describe.js'), import('../pki/pem.js')]);
       const all = [];
       for (const file of files) {
         const text = file === '-' ? await readStdin() : await readFile(file, 'utf8');

@@ -1,16 +1,62 @@
 import { Command } from 'commander';
 import { systemClock } from '../clock.js';
-import { buildAgentCommand } from './agent-command.js';
-import { buildCaCommand, type CliIo } from './ca-commands.js';
-import { buildDemoCommand } from './demo.js';
+import type { CliIo } from './cli-common.js';
 import { reportCliError } from './errors.js';
-import { buildInspectCommand } from './inspect-command.js';
-import { buildProxyCommand } from './proxy-command.js';
-import { buildTokenCommand } from './token-command.js';
 
 export const VERSION = '0.1.0';
 
-export function buildProgram(io: CliIo): Command {
+interface Subcommand {
+  readonly name: string;
+  readonly description: string;
+  readonly load: () => Promise<(io: CliIo) => Command>;
+}
+
+/**
+ * Every subcommand, loaded only when it is the one being run: a sidecar never loads the CA's
+ * Kubernetes client, and `meshca --help` loads none of them. The descriptions live here, once,
+ * because the top-level help lists them without loading the commands.
+ */
+const SUBCOMMANDS: readonly Subcommand[] = [
+  { name: 'ca', description: 'manage and run the certificate authority', load: async () => (await import('./ca-commands.js')).buildCaCommand },
+  {
+    name: 'inspect',
+    description: 'show certificates and CSRs in PEM files, SPIFFE-aware (SPIFFE ID, time left, key, extensions)',
+    load: async () => (await import('./inspect-command.js')).buildInspectCommand,
+  },
+  {
+    name: 'agent',
+    description: "obtain and rotate this workload's X.509-SVID from the CA; write it to files and serve the SPIFFE Workload API",
+    load: async () => (await import('./agent-command.js')).buildAgentCommand,
+  },
+  {
+    name: 'proxy',
+    description: 'terminate mTLS in front of a plain HTTP app and enforce policy (or, with --outbound, originate mTLS)',
+    load: async () => (await import('./proxy-command.js')).buildProxyCommand,
+  },
+  {
+    name: 'token',
+    description: 'print a Kubernetes-shaped service-account token signed by the dev issuer (for --auth dev)',
+    load: async () => (await import('./token-command.js')).buildTokenCommand,
+  },
+  {
+    name: 'demo',
+    description: 'run meshca end to end on this machine: CA, agents, mTLS and policy (no cluster needed)',
+    load: async () => (await import('./demo.js')).buildDemoCommand,
+  },
+];
+
+/** The subcommand `argv` runs (`meshca <name> …` or `meshca help <name>`), if any. */
+function selected(argv: readonly string[]): Subcommand | undefined {
+  const first = argv.findIndex((a) => !a.startsWith('-'));
+  const name = argv[first] === 'help' ? argv[first + 1] : argv[first];
+  return SUBCOMMANDS.find((c) => c.name === name);
+}
+
+/**
+ * The program with the subcommand `argv` selects fully built, and the others as names with
+ * their descriptions (enough for the top-level help and for commander's unknown-command error).
+ */
+export async function buildProgram(io: CliIo, argv: readonly string[] = []): Promise<Command> {
   const program = new Command('meshca')
     .description('SPIFFE certificate authority and mutual-TLS identity for Kubernetes')
     .version(VERSION)
@@ -20,12 +66,11 @@ export function buildProgram(io: CliIo): Command {
       writeErr: (s) => io.stderr.write(s),
     })
     .exitOverride();
-  program.addCommand(buildCaCommand(io));
-  program.addCommand(buildInspectCommand(io));
-  program.addCommand(buildAgentCommand(io));
-  program.addCommand(buildProxyCommand(io));
-  program.addCommand(buildTokenCommand(io));
-  program.addCommand(buildDemoCommand(io));
+  const chosen = selected(argv);
+  for (const sub of SUBCOMMANDS) {
+    const command = sub === chosen ? (await sub.load())(io) : new Command(sub.name);
+    program.addCommand(command.description(sub.description));
+  }
   return program;
 }
 
@@ -37,13 +82,13 @@ export async function runCli(argv: readonly string[], io: Partial<CliIo> = {}): 
     clock: io.clock ?? systemClock,
     env: io.env ?? process.env,
   };
-  const program = buildProgram(full);
   const configure = (cmd: Command): void => {
     cmd.exitOverride().configureOutput({ writeOut: (s) => full.stdout.write(s), writeErr: (s) => full.stderr.write(s) });
     cmd.commands.forEach(configure);
   };
-  configure(program);
   try {
+    const program = await buildProgram(full, argv);
+    configure(program);
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (err) {

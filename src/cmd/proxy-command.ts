@@ -4,21 +4,12 @@ import { systemClock } from '../clock.js';
 import { parseDurationSeconds } from '../config/duration.js';
 import { parseListen, type ListenAddress } from '../config/listen.js';
 import { ConfigError } from '../errors.js';
-import { parsePolicyYaml } from '../files/policy-file.js';
-import { createLogger } from '../log.js';
-import { authorizeId, authorizeMemberOf } from '../policy/authorizer.js';
-import { compilePolicies, type PolicyEngine } from '../policy/index.js';
-import { requireApplicablePolicy, workloadScopeOf, type WorkloadScope } from '../proxy/workload-scope.js';
-import { createHealthServer } from '../sidecar/health-server.js';
-import { createInboundProxy } from '../sidecar/inbound-proxy.js';
-import { createOutboundProxy } from '../sidecar/outbound-proxy.js';
-import { PolicyReloader } from '../sidecar/policy-reloader.js';
-import { ProxyMetrics } from '../sidecar/proxy-metrics.js';
-import { parseSpiffeId } from '../spiffe/spiffe-id.js';
+import type { PolicyEngine } from '../policy/index.js';
+import type { WorkloadScope } from '../proxy/workload-scope.js';
+import type { PolicyReloader } from '../sidecar/policy-reloader.js';
 import type { TrustDomain } from '../spiffe/trust-domain.js';
-import { createX509SourceFromFiles, type X509Source } from '../tls/index.js';
-import { createWorkloadApiX509Source } from '../transport/grpc/workload-api-client.js';
-import { parseTrustDomainFlag, trustDomainOption, type CliIo } from './ca-commands.js';
+import type { X509Source } from '../tls/index.js';
+import { parseTrustDomainFlag, trustDomainOption, type CliIo } from './cli-common.js';
 
 interface ProxyOptions {
   listen: string;
@@ -61,8 +52,31 @@ function parsePort(value: string | undefined, flag: string, problems: string[]):
   return port;
 }
 
+/**
+ * What the proxy loads when it starts, not before: `meshca --help` and every other command stay
+ * free of undici, prom-client, the policy compilers and (for --svid-dir) grpc-js.
+ */
+async function loadProxyModules() {
+  const [policyFile, policy, scope, health, inbound, outbound, reloader, metrics, spiffeId, tls, log] = await Promise.all([
+    import('../files/policy-file.js'),
+    import('../policy/index.js'),
+    import('../proxy/workload-scope.js'),
+    import('../sidecar/health-server.js'),
+    import('../sidecar/inbound-proxy.js'),
+    import('../sidecar/outbound-proxy.js'),
+    import('../sidecar/policy-reloader.js'),
+    import('../sidecar/proxy-metrics.js'),
+    import('../spiffe/spiffe-id.js'),
+    import('../tls/index.js'),
+    import('../log.js'),
+  ]);
+  return { ...policyFile, ...policy, ...scope, ...health, ...inbound, ...outbound, ...reloader, ...metrics, ...spiffeId, ...tls, ...log };
+}
+type ProxyModules = Awaited<ReturnType<typeof loadProxyModules>>;
+
 /** Loads, compiles and checks a policy text for this workload; throws `ConfigError` to refuse it. */
-function policyLoader(path: string, trustDomain: TrustDomain, scope: WorkloadScope, self: X509Source, meshWide: boolean): (text: string) => PolicyEngine {
+function policyLoader(m: ProxyModules, path: string, trustDomain: TrustDomain, scope: WorkloadScope, self: X509Source, meshWide: boolean): (text: string) => PolicyEngine {
+  const { parsePolicyYaml, compilePolicies, requireApplicablePolicy } = m;
   return (text) => {
     // A policy without metadata.namespace is in the workload's namespace, as `kubectl apply` places it.
     const loaded = parsePolicyYaml(text, path, { defaultNamespace: scope.namespace });
@@ -95,7 +109,6 @@ async function listenOn(server: Server, address: ListenAddress, what: string): P
 export function buildProxyCommand(io: CliIo): Command {
   const env = io.env;
   return new Command('proxy')
-    .description('terminate mTLS in front of a plain HTTP app and enforce policy (or, with --outbound, originate mTLS)')
     .addOption(new Option('--listen <host:port>', 'address to listen on').env('MESHCA_PROXY_LISTEN').makeOptionMandatory())
     .addOption(new Option('--upstream <url>', 'inbound: the app, http://127.0.0.1:8080; outbound: the mTLS service, https://host:port').env('MESHCA_PROXY_UPSTREAM').makeOptionMandatory())
     .addOption(new Option('--policy <file.yaml>', 'Istio AuthorizationPolicy / CiliumNetworkPolicy YAML (inbound); re-read when it changes').env('MESHCA_POLICY'))
@@ -148,6 +161,8 @@ export function buildProxyCommand(io: CliIo): Command {
       }
       if (problems.length > 0 || !upstream || !trustDomain || !listen) throw new ConfigError(problems);
 
+      const m = await loadProxyModules();
+      const { createLogger, createX509SourceFromFiles, ProxyMetrics, createOutboundProxy, authorizeId, authorizeMemberOf, parseSpiffeId, workloadScopeOf, PolicyReloader, createInboundProxy, createHealthServer } = m;
       const logger = createLogger({ level: opts.logLevel, destination: io.stderr });
       const clock = systemClock;
       // Whatever started is stopped on the way out, last first: a start-up failure leaves nothing running.
@@ -163,7 +178,7 @@ export function buildProxyCommand(io: CliIo): Command {
               bundlePath: `${opts.svidDir}/root-cert.pem`,
               trustDomain,
             })
-          : await createWorkloadApiX509Source({ socket: socket!, logger });
+          : await (await import('../transport/grpc/workload-api-client.js')).createWorkloadApiX509Source({ socket: socket!, logger });
         opened.push(() => source.close());
         const self = source.getX509Svid().id;
         let proxy: (Server & { openConnections?: () => number }) | undefined;
@@ -185,7 +200,7 @@ export function buildProxyCommand(io: CliIo): Command {
           if (opts.policy !== undefined) {
             reloader = await PolicyReloader.start({
               path: opts.policy,
-              load: policyLoader(opts.policy, trustDomain, scope, source, opts.meshWidePolicy),
+              load: policyLoader(m, opts.policy, trustDomain, scope, source, opts.meshWidePolicy),
               logger,
               clock,
               onReload: (result) => metrics.policyReloads.inc({ result }),

@@ -1,18 +1,15 @@
 import { Command } from 'commander';
-import { DEFAULT_DEV_AUDIENCE } from '../authn/dev-issuer.js';
-import { isDns1123Label, isDns1123Subdomain } from '../authn/authenticator.js';
+import { isDns1123Label, ISTIO_CA_AUDIENCE, isDns1123Subdomain } from '../authn/authenticator.js';
 import { parseDurationSeconds } from '../config/duration.js';
 import { ConfigError } from '../errors.js';
-import { loadOrCreateDevIssuer } from '../files/dev-issuer-store.js';
-import { dataDirOption, type CliIo } from './ca-commands.js';
+import { dataDirOption, type CliIo } from './cli-common.js';
 
 /** `meshca token`: a Kubernetes-shaped projected token from the embedded dev issuer. */
 export function buildTokenCommand(io: CliIo): Command {
   return new Command('token')
-    .description('print a Kubernetes-shaped service-account token signed by the dev issuer (for --auth dev)')
     .requiredOption('--namespace <ns>', 'workload namespace')
     .requiredOption('--service-account <sa>', 'workload service account')
-    .option('--audience <aud>', 'token audience', DEFAULT_DEV_AUDIENCE)
+    .option('--audience <aud>', 'token audience', ISTIO_CA_AUDIENCE)
     .option('--ttl <duration>', 'token lifetime', '1h')
     .option('--pod-name <name>', 'bind the token to a pod name')
     .addOption(dataDirOption(io))
@@ -27,6 +24,7 @@ export function buildTokenCommand(io: CliIo): Command {
         problems.push(...(err as ConfigError).problems);
       }
       if (problems.length > 0) throw new ConfigError(problems);
+      const { loadOrCreateDevIssuer } = await import('../files/dev-issuer-store.js');
       const { issuer } = await loadOrCreateDevIssuer(opts.dataDir);
       const token = await issuer.mint({
         namespace: opts.namespace,

@@ -1,50 +1,16 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { meshca, type CliResult } from '../helpers/cli.js';
 import { openssl, opensslCsr } from '../helpers/openssl.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-/**
- * Until `rotate` and `bundle` are registered under `meshca ca` (program wiring is another
- * change), run the real program with them added, in a separate process all the same. Once they
- * are registered this takes the plain `meshca` path and the fallback is dead code.
- */
-let wired: boolean | undefined;
-async function cli(args: readonly string[]): Promise<CliResult> {
-  wired ??= /^\s+rotate\b/m.test((await meshca(['ca', '--help'])).stdout);
-  if (wired) return meshca(args);
-  const entry = `
-    const { buildProgram } = await import(${JSON.stringify(new URL('src/cmd/program.ts', `file://${ROOT}`).href)});
-    const { buildCaRotateCommand, buildCaBundleCommand } = await import(${JSON.stringify(new URL('src/cmd/ca-rotate-command.ts', `file://${ROOT}`).href)});
-    const { reportCliError } = await import(${JSON.stringify(new URL('src/cmd/errors.ts', `file://${ROOT}`).href)});
-    const { systemClock } = await import(${JSON.stringify(new URL('src/clock.ts', `file://${ROOT}`).href)});
-    const io = { stdout: process.stdout, stderr: process.stderr, clock: systemClock, env: process.env };
-    const program = buildProgram(io);
-    const ca = program.commands.find((c) => c.name() === 'ca');
-    ca.addCommand(buildCaRotateCommand(io));
-    ca.addCommand(buildCaBundleCommand(io));
-    const configure = (cmd) => { cmd.exitOverride(); cmd.commands.forEach(configure); };
-    configure(program);
-    try {
-      await program.parseAsync(process.argv.slice(1), { from: 'user' });
-    } catch (err) {
-      process.exitCode = typeof err?.code === 'string' && err.code.startsWith('commander.') ? 2 : reportCliError(err, process.stderr);
-    }`;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', '--input-type=module', '-e', entry, '--', ...args],
-      { cwd: ROOT, timeout: 30_000, maxBuffer: 8 * 1024 * 1024 },
-      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
-    );
-  });
+/** `meshca <args>` as a real process. */
+function cli(args: readonly string[]): Promise<CliResult> {
+  return meshca(args);
 }
 
 function fingerprints(pem: string): string[] {
