@@ -120,6 +120,8 @@ export class PeerConnections {
   }
 
   #retire(state: PeerConnection, why: Exclude<PeerRefusal, undefined>): void {
+    // Retired once: a distrusted connection's expiry timer must not retire (and log) it again.
+    if (state.timer !== undefined) this.#options.clock.clearTimeout(state.timer);
     state.timer = undefined;
     this.#options.onClosed?.(state.peer.id, why);
     if (state.inFlight === 0) state.socket.destroy();
