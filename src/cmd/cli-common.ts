@@ -4,8 +4,6 @@
  */
 import { Option } from 'commander';
 import type { Clock } from '../clock.js';
-import { ConfigError, type SpiffeIdError } from '../errors.js';
-import { parseTrustDomain, type TrustDomain } from '../spiffe/trust-domain.js';
 
 export interface CliIo {
   readonly stdout: NodeJS.WritableStream;
@@ -22,10 +20,29 @@ export function dataDirOption(io: CliIo): Option {
   return new Option('--data-dir <dir>', 'CA data directory (Istio plug-in CA file names)').default(io.env['MESHCA_DATA_DIR'] ?? './certs');
 }
 
-export function parseTrustDomainFlag(value: string): TrustDomain {
-  try {
-    return parseTrustDomain(value);
-  } catch (err) {
-    throw new ConfigError([`--trust-domain: ${(err as SpiffeIdError).message}`], { cause: err });
-  }
+export { parseTrustDomainFlag } from '../config/trust-domain-flag.js';
+
+/**
+ * Resolves with the signal that asked the process to stop (SIGTERM from the kubelet, SIGINT from
+ * a terminal), or with undefined once `cancel` aborts (the command ended another way). Until then
+ * it holds the event loop open: rotation timers are unref'd, because a library must not keep its
+ * host process alive, and a long-running command must.
+ */
+export function waitForStopSignal(cancel?: AbortSignal): Promise<NodeJS.Signals | undefined> {
+  const keepAlive = setInterval(() => undefined, 2 ** 30);
+  return new Promise((resolve) => {
+    const done = (signal: NodeJS.Signals | undefined): void => {
+      clearInterval(keepAlive);
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      cancel?.removeEventListener('abort', onCancel);
+      resolve(signal);
+    };
+    const stop = (signal: NodeJS.Signals): void => done(signal);
+    const onCancel = (): void => done(undefined);
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    if (cancel?.aborted) onCancel();
+    else cancel?.addEventListener('abort', onCancel, { once: true });
+  });
 }

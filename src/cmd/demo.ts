@@ -21,7 +21,8 @@ import { mustParseSpiffeId, parseSpiffeId } from '../spiffe/spiffe-id.js';
 import { parseTrustDomain } from '../spiffe/trust-domain.js';
 import { createMtlsAgent, createX509SourceFromFiles, type X509Source } from '../tls/index.js';
 import { createInboundProxy } from '../sidecar/inbound-proxy.js';
-import { AGENT_DEFAULTS, parseAgentConfig, startAgent, type RunningAgent } from './agent-command.js';
+import { AGENT_DEFAULTS, parseAgentConfig } from '../config/agent-config.js';
+import { startAgent, type RunningAgent } from './agent-command.js';
 import type { CliIo } from './cli-common.js';
 import { startCa, type RunningCa } from './ca-runtime.js';
 

@@ -29,6 +29,11 @@ const SUBCOMMANDS: readonly Subcommand[] = [
     load: async () => (await import('./agent-command.js')).buildAgentCommand,
   },
   {
+    name: 'sidecar',
+    description: "a pod's one meshca process: the agent, the inbound proxy (mTLS + policy in front of the app) and the outbound proxy, sharing the SVID in memory",
+    load: async () => (await import('./sidecar-command.js')).buildSidecarCommand,
+  },
+  {
     name: 'proxy',
     description: 'terminate mTLS in front of a plain HTTP app and enforce policy (or, with --outbound, originate mTLS)',
     load: async () => (await import('./proxy-command.js')).buildProxyCommand,

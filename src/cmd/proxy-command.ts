@@ -1,15 +1,26 @@
-import type { Server } from 'node:net';
 import { Command, Option } from 'commander';
 import { systemClock } from '../clock.js';
-import { parseDurationSeconds } from '../config/duration.js';
-import { parseListen, type ListenAddress } from '../config/listen.js';
+import { parseListen } from '../config/listen.js';
 import { ConfigError } from '../errors.js';
-import type { PolicyEngine } from '../policy/index.js';
-import type { WorkloadScope } from '../proxy/workload-scope.js';
 import type { PolicyReloader } from '../sidecar/policy-reloader.js';
 import type { TrustDomain } from '../spiffe/trust-domain.js';
 import type { X509Source } from '../tls/index.js';
-import { parseTrustDomainFlag, trustDomainOption, type CliIo } from './cli-common.js';
+import { parseTrustDomainFlag, trustDomainOption, waitForStopSignal, type CliIo } from './cli-common.js';
+import {
+  Closers,
+  closeServer,
+  listenOn,
+  loadProxyModules,
+  parseDurationMs,
+  parseLabels,
+  parsePort,
+  parseUpstreamUrl,
+  policyNotes,
+  startInbound,
+  startOutbound,
+  svidProblem,
+  type StartedPart,
+} from './proxy-parts.js';
 
 interface ProxyOptions {
   listen: string;
@@ -29,76 +40,6 @@ interface ProxyOptions {
   accessLog: boolean;
   maxConnectionAge?: string;
   logLevel: string;
-}
-
-function parseLabels(value: string | undefined, problems: string[]): Record<string, string> | undefined {
-  if (!value) return undefined;
-  const labels: Record<string, string> = {};
-  for (const pair of value.split(',')) {
-    const [k, v, ...rest] = pair.split('=');
-    if (!k?.trim() || v === undefined || rest.length > 0) problems.push(`--workload-labels ${JSON.stringify(pair)} must be key=value`);
-    else labels[k.trim()] = v.trim();
-  }
-  return labels;
-}
-
-function parsePort(value: string | undefined, flag: string, problems: string[]): number | undefined {
-  if (value === undefined) return undefined;
-  const port = Number(value);
-  if (!/^\d{1,5}$/.test(value) || port < 1 || port > 65535) {
-    problems.push(`${flag} ${JSON.stringify(value)} must be a port number`);
-    return undefined;
-  }
-  return port;
-}
-
-/**
- * What the proxy loads when it starts, not before: `meshca --help` and every other command stay
- * free of undici, prom-client, the policy compilers and (for --svid-dir) grpc-js.
- */
-async function loadProxyModules() {
-  const [policyFile, policy, scope, health, inbound, outbound, reloader, metrics, spiffeId, tls, log] = await Promise.all([
-    import('../files/policy-file.js'),
-    import('../policy/index.js'),
-    import('../proxy/workload-scope.js'),
-    import('../sidecar/health-server.js'),
-    import('../sidecar/inbound-proxy.js'),
-    import('../sidecar/outbound-proxy.js'),
-    import('../sidecar/policy-reloader.js'),
-    import('../sidecar/proxy-metrics.js'),
-    import('../spiffe/spiffe-id.js'),
-    import('../tls/index.js'),
-    import('../log.js'),
-  ]);
-  return { ...policyFile, ...policy, ...scope, ...health, ...inbound, ...outbound, ...reloader, ...metrics, ...spiffeId, ...tls, ...log };
-}
-type ProxyModules = Awaited<ReturnType<typeof loadProxyModules>>;
-
-/** Loads, compiles and checks a policy text for this workload; throws `ConfigError` to refuse it. */
-function policyLoader(m: ProxyModules, path: string, trustDomain: TrustDomain, scope: WorkloadScope, self: X509Source, meshWide: boolean): (text: string) => PolicyEngine {
-  const { parsePolicyYaml, compilePolicies, requireApplicablePolicy } = m;
-  return (text) => {
-    // A policy without metadata.namespace is in the workload's namespace, as `kubectl apply` places it.
-    const loaded = parsePolicyYaml(text, path, { defaultNamespace: scope.namespace });
-    const engine = compilePolicies(loaded.policies, { trustDomain, namespace: scope.namespace, workloadLabels: scope.labels });
-    requireApplicablePolicy(engine, path, self.getX509Svid().id, meshWide);
-    return engine;
-  };
-}
-
-async function listenOn(server: Server, address: ListenAddress, what: string): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    // A bind failure is the operator's to fix, not a crash: one line (see reportCliError), exit 1.
-    const onError = (err: NodeJS.ErrnoException): void =>
-      reject(Object.assign(new Error(`${what}: cannot listen on ${address.host}:${address.port}: ${err.code ?? err.message}`, { cause: err }), { code: err.code }));
-    server.once('error', onError);
-    server.listen(address.port, address.host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-  const bound = server.address();
-  return typeof bound === 'object' && bound ? bound.port : address.port;
 }
 
 /**
@@ -131,28 +72,16 @@ export function buildProxyCommand(io: CliIo): Command {
       const listen = parseListen(opts.listen, '--listen', problems);
       const healthListen = opts.healthListen === undefined ? undefined : parseListen(opts.healthListen, '--health-listen', problems);
       const appPort = parsePort(opts.appPort, '--app-port', problems);
-      let upstream: URL | undefined;
-      try {
-        upstream = new URL(opts.upstream);
-        const want = opts.outbound ? 'https:' : 'http:';
-        if (upstream.protocol !== want) problems.push(`--upstream must be an ${want}// URL ${opts.outbound ? 'with --outbound' : 'for the inbound proxy'}`);
-      } catch {
-        problems.push(`--upstream ${JSON.stringify(opts.upstream)} is not a URL`);
-      }
+      const upstream = opts.outbound
+        ? parseUpstreamUrl(opts.upstream, '--upstream', 'https:', 'with --outbound', problems)
+        : parseUpstreamUrl(opts.upstream, '--upstream', 'http:', 'for the inbound proxy', problems);
       // An ambient SPIFFE_ENDPOINT_SOCKET is only a default: --svid-dir wins over it.
       const socket = opts.workloadApiSocket ?? (opts.svidDir === undefined ? env['SPIFFE_ENDPOINT_SOCKET'] : undefined);
       if (!socket === !opts.svidDir) problems.push('give exactly one of --workload-api-socket (or SPIFFE_ENDPOINT_SOCKET) and --svid-dir');
       if (opts.outbound && !opts.upstreamSpiffeId && !opts.upstreamTrustDomain) problems.push('--outbound needs --upstream-spiffe-id or --upstream-trust-domain');
       if (opts.outbound && opts.policy) problems.push('--policy applies to the inbound proxy only');
-      const labels = parseLabels(opts.workloadLabels, problems);
-      let maxConnectionAgeMs: number | undefined;
-      if (opts.maxConnectionAge !== undefined) {
-        try {
-          maxConnectionAgeMs = parseDurationSeconds(opts.maxConnectionAge, '--max-connection-age') * 1000;
-        } catch (err) {
-          problems.push((err as Error).message);
-        }
-      }
+      const labels = parseLabels(opts.workloadLabels, '--workload-labels', problems);
+      const maxConnectionAgeMs = parseDurationMs(opts.maxConnectionAge, '--max-connection-age', problems);
       let trustDomain: TrustDomain | undefined;
       try {
         trustDomain = parseTrustDomainFlag(opts.trustDomain);
@@ -161,114 +90,61 @@ export function buildProxyCommand(io: CliIo): Command {
       }
       if (problems.length > 0 || !upstream || !trustDomain || !listen) throw new ConfigError(problems);
 
-      const m = await loadProxyModules();
-      const { createLogger, createX509SourceFromFiles, ProxyMetrics, createOutboundProxy, authorizeId, authorizeMemberOf, parseSpiffeId, workloadScopeOf, PolicyReloader, createInboundProxy, createHealthServer } = m;
+      const [m, { createLogger }] = await Promise.all([loadProxyModules(), import('../log.js')]);
       const logger = createLogger({ level: opts.logLevel, destination: io.stderr });
       const clock = systemClock;
-      // Whatever started is stopped on the way out, last first: a start-up failure leaves nothing running.
-      const opened: (() => unknown)[] = [];
-      const closeAll = async (): Promise<void> => {
-        for (const close of opened.reverse()) await Promise.resolve(close()).catch(() => undefined);
-      };
+      const closers = new Closers();
       try {
         const source: X509Source = opts.svidDir
-          ? await createX509SourceFromFiles({
+          ? await m.createX509SourceFromFiles({
               certChainPath: `${opts.svidDir}/cert-chain.pem`,
               keyPath: `${opts.svidDir}/key.pem`,
               bundlePath: `${opts.svidDir}/root-cert.pem`,
               trustDomain,
             })
           : await (await import('../transport/grpc/workload-api-client.js')).createWorkloadApiX509Source({ socket: socket!, logger });
-        opened.push(() => source.close());
-        const self = source.getX509Svid().id;
-        let proxy: (Server & { openConnections?: () => number }) | undefined;
-        const metrics = new ProxyMetrics({ defaultMetrics: true, openConnections: () => proxy?.openConnections?.() ?? 0 });
+        closers.add(() => source.close());
+        let started: StartedPart | undefined;
+        const metrics = new m.ProxyMetrics({ defaultMetrics: true, openConnections: () => started?.server.openConnections?.() ?? 0 });
+        const common = { source, listen, upstream, accessLog: opts.accessLog, metrics, logger, closers };
         let reloader: PolicyReloader | undefined;
         if (opts.outbound) {
-          const expected = opts.upstreamSpiffeId ?? `a member of trust domain ${opts.upstreamTrustDomain}`;
-          proxy = createOutboundProxy({
-            source,
-            upstream,
-            authorizer: opts.upstreamSpiffeId ? authorizeId(parseSpiffeId(opts.upstreamSpiffeId)) : authorizeMemberOf(parseTrustDomainFlag(opts.upstreamTrustDomain!)),
-            expected,
-            logger,
-            accessLog: opts.accessLog,
-            onRequest: metrics.record,
+          started = await startOutbound(m, {
+            ...common,
+            ...(opts.upstreamSpiffeId === undefined ? {} : { upstreamSpiffeId: opts.upstreamSpiffeId }),
+            ...(opts.upstreamTrustDomain === undefined ? {} : { upstreamTrustDomain: opts.upstreamTrustDomain }),
           });
         } else {
-          const scope = workloadScopeOf(self, trustDomain, { namespace: opts.namespace, labels });
-          if (opts.policy !== undefined) {
-            reloader = await PolicyReloader.start({
-              path: opts.policy,
-              load: policyLoader(m, opts.policy, trustDomain, scope, source, opts.meshWidePolicy),
-              logger,
-              clock,
-              onReload: (result) => metrics.policyReloads.inc({ result }),
-            });
-            opened.push(() => reloader?.close());
-            const engine = reloader.current();
-            logger.info({ policy: opts.policy, spiffeId: self.toString(), namespace: scope.namespace, applied: engine.appliedPolicies.map((p) => `${p.kind} ${p.policy}`), ignored: engine.ignoredPolicies.map((p) => `${p.kind} ${p.policy}: ${p.reason}`) }, 'policy loaded');
-          }
-          proxy = createInboundProxy({
-            source,
-            upstream,
-            logger,
-            accessLog: opts.accessLog,
-            onRequest: metrics.record,
+          const inbound = await startInbound(m, {
+            ...common,
+            trustDomain,
+            meshWidePolicy: opts.meshWidePolicy,
             clock,
+            ...(opts.policy === undefined ? {} : { policyPath: opts.policy }),
+            ...(opts.namespace === undefined ? {} : { namespace: opts.namespace }),
+            ...(labels === undefined ? {} : { labels }),
             ...(appPort === undefined ? {} : { appPort }),
             ...(maxConnectionAgeMs === undefined ? {} : { maxConnectionAgeMs }),
-            ...(reloader === undefined ? {} : { policy: reloader }),
           });
+          started = inbound;
+          reloader = inbound.reloader;
         }
-        const server = proxy;
-        opened.push(() => closeServer(server));
-        const port = await listenOn(proxy, listen, 'proxy');
         if (healthListen !== undefined) {
-          const health = createHealthServer({
+          const health = m.createHealthServer({
             registry: metrics.registry,
             notReady: () => svidProblem(source, clock.now()),
-            notes: () => (reloader?.lastError === undefined ? [] : [`policy: the last change to ${opts.policy} was refused, the previous policy stays in force: ${reloader.lastError}`]),
+            notes: () => policyNotes(reloader, opts.policy),
           });
-          opened.push(() => closeServer(health));
+          closers.add(() => closeServer(health));
           const healthPort = await listenOn(health, healthListen, 'health');
           logger.info({ listen: `${healthListen.host}:${healthPort}` }, 'health and metrics listening');
         }
-        logger.info({ mode: opts.outbound ? 'outbound' : 'inbound', listen: `${listen.host}:${port}`, upstream: upstream.origin, spiffeId: self.toString() }, 'meshca proxy listening');
-        io.stdout.write(`meshca proxy ready: ${opts.outbound ? 'outbound' : 'inbound'} on port ${port}\n`);
-        await waitForSignal();
+        const mode = opts.outbound ? 'outbound' : 'inbound';
+        logger.info({ mode, listen: `${listen.host}:${started.port}`, upstream: upstream.origin, spiffeId: source.getX509Svid().id.toString() }, 'meshca proxy listening');
+        io.stdout.write(`meshca proxy ready: ${mode} on port ${started.port}\n`);
+        await waitForStopSignal();
       } finally {
-        await closeAll();
+        await closers.closeAll();
       }
     });
-}
-
-function svidProblem(source: X509Source, now: Date): string | undefined {
-  try {
-    const svid = source.getX509Svid();
-    return svid.notAfter.getTime() <= now.getTime() ? `the SVID ${svid.id.toString()} expired at ${svid.notAfter.toISOString()}` : undefined;
-  } catch (err) {
-    return `no SVID: ${(err as Error).message}`;
-  }
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (!server.listening) return resolve();
-    server.close(() => resolve());
-    // Kept-alive clients would hold close() open.
-    (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-  });
-}
-
-function waitForSignal(): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      resolve();
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
 }

@@ -177,6 +177,13 @@ export function createInboundProxy(options: InboundProxyOptions): InboundProxy {
       socket.destroy();
       return;
     }
+    // A TLS refusal (no client certificate, an untrusted one) is not a framing error: the TLS
+    // alert already told the client; an HTTP answer cannot be written on a failed session.
+    if (err.code?.startsWith('ERR_SSL_')) {
+      log.info({ err: err.code, remote: socket.remoteAddress }, 'TLS handshake refused');
+      socket.destroy();
+      return;
+    }
     const { code, message } = parseErrorOf(err);
     log.info({ errCode: code, err: err.code, remote: socket.remoteAddress }, 'request refused by the parser');
     sendParseError(socket, code, message);

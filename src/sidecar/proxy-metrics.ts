@@ -1,20 +1,23 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../transport/process-metrics.js';
 import type { AccessRecord } from '../proxy/access-log.js';
 
 /**
- * The proxy's Prometheus metrics, one registry per process part so tests never share counters.
+ * The proxy's Prometheus metrics, on a registry of their own (tests never share counters) or on the
+ * one `meshca sidecar` shares with its agent, so one `/metrics` shows every part.
  * Named after Istio's standard metrics where one exists (requests by response code, a duration
  * histogram), with meshca's prefix and the enforcement verdict as a label.
  */
 export class ProxyMetrics {
-  readonly registry = new Registry();
+  readonly registry: Registry;
   readonly #requests: Counter<'direction' | 'verdict' | 'response_code'>;
   readonly #duration: Histogram<'direction'>;
   readonly #upstreamErrors: Counter<'direction' | 'code'>;
   readonly policyReloads: Counter<'result'>;
 
-  constructor(options: { defaultMetrics?: boolean; openConnections?: () => number } = {}) {
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  constructor(options: { defaultMetrics?: boolean; openConnections?: () => number; registry?: Registry } = {}) {
+    this.registry = options.registry ?? new Registry();
+    if (options.defaultMetrics) collectProcessMetrics(this.registry);
     this.#requests = new Counter({
       name: 'meshca_proxy_requests_total',
       help: 'Requests answered by the proxy, by direction, enforcement verdict and response code.',

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from './process-metrics.js';
 
 /**
  * The CA's Prometheus metrics. One registry per server instance so tests (and several CAs in
@@ -22,7 +23,7 @@ export class CaMetrics {
       now?: () => Date;
     } = {},
   ) {
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    if (options.defaultMetrics) collectProcessMetrics(this.registry);
     this.issued = new Counter({
       name: 'meshca_certificates_issued_total',
       help: 'Workload certificates issued.',

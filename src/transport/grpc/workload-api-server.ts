@@ -12,8 +12,9 @@
  */
 import { lstat, mkdir, chmod, unlink } from 'node:fs/promises';
 import { createConnection } from 'node:net';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname } from 'node:path';
 import { Metadata, Server, ServerCredentials, status as GrpcStatus, type ServerWritableStream } from '@grpc/grpc-js';
+import { parseWorkloadApiSocket } from '../../config/workload-api-socket.js';
 import { ConfigError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { silentLogger } from '../../log.js';
@@ -97,19 +98,7 @@ export interface WorkloadApiServer {
   close(graceMs?: number): Promise<void>;
 }
 
-/** Resolves `unix:///path`, `unix:/path` or a plain path to an absolute filesystem path. */
-export function parseWorkloadApiSocket(socket: string): string {
-  if (typeof socket !== 'string' || socket.length === 0) throw new ConfigError(['workload API socket path is empty']);
-  if (/^[a-z][a-z0-9+.-]*:/i.test(socket)) {
-    if (!socket.startsWith('unix:')) {
-      throw new ConfigError([`workload API socket ${JSON.stringify(socket)} must be unix:///absolute/path (tcp is not supported)`]);
-    }
-    const path = socket.startsWith('unix://') ? socket.slice('unix://'.length) : socket.slice('unix:'.length);
-    if (!isAbsolute(path)) throw new ConfigError([`workload API socket ${JSON.stringify(socket)} must name an absolute path (unix:///...)`]);
-    return path;
-  }
-  return resolve(socket);
-}
+export { parseWorkloadApiSocket };
 
 type FetchStream<Res> = ServerWritableStream<unknown, Res>;
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
-import { buildAgentCommand, parseAgentConfig, type AgentOptionValues } from '../../../src/cmd/agent-command.js';
+import { buildAgentCommand } from '../../../src/cmd/agent-command.js';
+import { parseAgentConfig, type AgentOptionValues } from '../../../src/config/agent-config.js';
 import { ConfigError } from '../../../src/errors.js';
 import { ManualClock } from '../../helpers/manual-clock.js';
 

@@ -8,7 +8,7 @@ import {
 import type { FederatedBundleSource, FetchedFederatedBundle } from '../../../src/agent/ports.js';
 import { SvidRotator, type SvidRotatorEvents, type X509SvidUpdate } from '../../../src/agent/svid-rotator.js';
 import { DevTokenIssuer } from '../../../src/authn/dev-issuer.js';
-import { parseAgentConfig, type AgentOptionValues } from '../../../src/cmd/agent-command.js';
+import { parseAgentConfig, type AgentOptionValues } from '../../../src/config/agent-config.js';
 import { ConfigError, isIdentityError } from '../../../src/errors.js';
 import { parseTrustDomain, type TrustDomain } from '../../../src/spiffe/trust-domain.js';
 import { X509Bundle } from '../../../src/spiffe/x509-bundle.js';
