@@ -32,7 +32,7 @@ interface Load {
   errors: number;
 }
 
-function load(job: Record<string, unknown>): Promise<Load> {
+export function load(job: Record<string, unknown>): Promise<Load> {
   return new Promise((resolve, reject) => {
     const child = execFile(process.execPath, ['-e', LOAD_SCRIPT], { timeout: 120_000 }, (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(JSON.parse(stdout) as Load)));
     child.stdin?.end(JSON.stringify(job));

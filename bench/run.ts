@@ -6,6 +6,7 @@ import { benchGrpc } from './grpc.js';
 import { benchIssuance } from './issuance.js';
 import { benchPolicy } from './policy.js';
 import { benchProxy } from './proxy.js';
+import { benchSidecar } from './sidecar.js';
 import { benchTls } from './tls.js';
 
 /**
@@ -24,6 +25,7 @@ const suites: Record<string, () => Promise<BenchResult[]>> = {
   },
   policy: () => benchPolicy(),
   proxy: () => benchProxy({ durationMs: quick ? 500 : 2000 }),
+  sidecar: () => benchSidecar({ requests: quick ? 5000 : 20_000 }),
   tls: () => benchTls({ rounds: quick ? 1 : 3, durationMs: quick ? 500 : 1000 }),
   grpc: async () => {
     if (inProcessRate === 0) inProcessRate = (await benchIssuance({ rounds: 1, durationMs: 500 })).find((r) => r.name.startsWith('in-process'))!.value;

@@ -9,20 +9,14 @@ import { rotationTime } from '../agent/rotation.js';
 import { LOOPBACK_CA_OPTIONS, parseCaServeConfig } from '../config/ca-serve-config.js';
 import { formatDuration } from '../config/duration.js';
 import { loadOrCreateDevIssuer } from '../files/dev-issuer-store.js';
-import { parsePolicyYaml } from '../files/policy-file.js';
 import { createLogger } from '../log.js';
 import { createSelfSignedRoot, loadAuthority } from '../pki/authority.js';
 import { CertificateAuthority } from '../ca/certificate-authority.js';
 import { createCsr } from '../pki/csr.js';
 import { exportPrivateKeyPem, generateKey } from '../pki/keys.js';
-import { authorizeId } from '../policy/authorizer.js';
-import { compilePolicies } from '../policy/index.js';
-import { mustParseSpiffeId, parseSpiffeId } from '../spiffe/spiffe-id.js';
-import { parseTrustDomain } from '../spiffe/trust-domain.js';
-import { createMtlsAgent, createX509SourceFromFiles, type X509Source } from '../tls/index.js';
-import { createInboundProxy } from '../sidecar/inbound-proxy.js';
-import { AGENT_DEFAULTS, parseAgentConfig } from '../config/agent-config.js';
-import { startAgent, type RunningAgent } from './agent-command.js';
+import { parseSpiffeId } from '../spiffe/spiffe-id.js';
+import { AGENT_DEFAULTS } from '../config/agent-config.js';
+import { parseSidecarConfig, startSidecar, type RunningSidecar } from './sidecar-command.js';
 import type { CliIo } from './cli-common.js';
 import { startCa, type RunningCa } from './ca-runtime.js';
 
@@ -55,6 +49,17 @@ interface Outcome {
 function get(url: string, agent: https.Agent | undefined, options: https.RequestOptions = {}): Promise<Outcome> {
   return new Promise((resolve) => {
     const req = https.get(url, { agent, ...options }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ? `${err.code}: ${err.message}` : err.message }));
+  });
+}
+
+function getPlain(url: string): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent: false }, (res) => {
       let body = '';
       res.on('data', (c: Buffer) => (body += c.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
@@ -127,7 +132,6 @@ export function buildDemoCommand(io: CliIo): Command {
 
         step('Minting Kubernetes-shaped service-account tokens for default/helloworld and default/sleep');
         const { issuer } = await loadOrCreateDevIssuer(dataDir);
-        const agents: Record<string, RunningAgent> = {};
         for (const sa of ['helloworld', 'sleep']) {
           const token = await issuer.mint({ namespace: 'default', serviceAccount: sa, audience: 'istio-ca', podName: `${sa}-v1-${randomBytes(3).toString('hex')}`, now: io.clock.now() });
           await mkdir(join(dir, sa), { recursive: true });
@@ -135,27 +139,7 @@ export function buildDemoCommand(io: CliIo): Command {
           say(`${sa}: audience istio-ca, expires in 1h (${join(dir, sa, 'istio-token')})`);
         }
 
-        step('Starting an agent per workload: local key, CSR over gRPC, files + Workload API socket');
-        for (const sa of ['helloworld', 'sleep']) {
-          const config = parseAgentConfig({
-            caAddress: `localhost:${ca.grpcPort}`,
-            caRoot: rootFile,
-            tokenFile: join(dir, sa, 'istio-token'),
-            trustDomain: 'cluster.local',
-            out: join(dir, sa, 'certs'),
-            workloadApiSocket: join(dir, sa, 'workload.sock'),
-            ...AGENT_DEFAULTS,
-          });
-          const agent = await startAgent(config, { clock: io.clock, logger });
-          cleanups.push(() => agent.close());
-          agents[sa] = agent;
-          const svid = await agent.rotator.waitForSvid();
-          await agent.idle();
-          const next = rotationTime(svid);
-          say(`${svid.id}  valid ${formatDuration((svid.notAfter.getTime() - io.clock.now().getTime()) / 1000)}, next rotation ${next.toISOString()} (${formatDuration((next.getTime() - io.clock.now().getTime()) / 1000)})`);
-        }
-
-        step(`Starting helloworld: a plain HTTP app behind mTLS + policy "only sleep may GET /hello"`);
+        step(`Starting helloworld: a plain HTTP app on loopback, no TLS of its own`);
         const instance = `helloworld-v1-${randomBytes(4).toString('hex')}`;
         const app = http.createServer((req, res) => {
           const path = (req.url ?? '/').split('?')[0];
@@ -168,39 +152,56 @@ export function buildDemoCommand(io: CliIo): Command {
         await listenOn(app, 0);
         cleanups.push(() => new Promise<void>((r) => app.close(() => r())));
         const appPort = (app.address() as { port: number }).port;
-        await writeFile(join(dir, 'helloworld-policy.yaml'), HELLO_POLICY);
-        const trustDomain = parseTrustDomain('cluster.local');
-        const engine = compilePolicies(parsePolicyYaml(HELLO_POLICY, 'helloworld-policy.yaml').policies, {
-          trustDomain,
-          namespace: 'default',
-          workloadLabels: { app: 'helloworld' },
-        });
-        const sources: Record<string, X509Source> = {};
-        for (const sa of ['helloworld', 'sleep']) {
-          sources[sa] = await createX509SourceFromFiles({
-            certChainPath: join(dir, sa, 'certs', 'cert-chain.pem'),
-            keyPath: join(dir, sa, 'certs', 'key.pem'),
-            bundlePath: join(dir, sa, 'certs', 'root-cert.pem'),
-            trustDomain,
+        const policyFile = join(dir, 'helloworld-policy.yaml');
+        await writeFile(policyFile, HELLO_POLICY);
+        say(`http://127.0.0.1:${appPort}; policy "only sleep may GET /hello" in ${policyFile}`);
+
+        step('Starting one meshca sidecar per pod: agent (local key, CSR over gRPC) + proxies, SVID shared in memory');
+        const sidecarOf = async (sa: string, flags: Partial<Parameters<typeof parseSidecarConfig>[0]>): Promise<RunningSidecar> => {
+          const config = parseSidecarConfig({
+            ...AGENT_DEFAULTS,
+            caAddress: `localhost:${ca.grpcPort}`,
+            caRoot: rootFile,
+            tokenFile: join(dir, sa, 'istio-token'),
+            trustDomain: 'cluster.local',
+            out: join(dir, sa, 'certs'),
+            workloadApiSocket: join(dir, sa, 'workload.sock'),
+            meshWidePolicy: false,
+            accessLog: false,
+            logLevel: 'warn',
+            ...flags,
           });
-          cleanups.push(() => sources[sa]!.close());
+          const sidecar = await startSidecar(config, { clock: io.clock, logger });
+          cleanups.push(() => sidecar!.close());
+          return sidecar!;
+        };
+        // helloworld's sidecar on the preferred port (the one the printed commands use), else any.
+        const inbound = { inboundUpstream: `http://127.0.0.1:${appPort}`, policy: policyFile, namespace: 'default', workloadLabels: 'app=helloworld' };
+        const helloworld = await sidecarOf('helloworld', { ...inbound, inboundListen: `127.0.0.1:${opts.port}` }).catch((err: NodeJS.ErrnoException) =>
+          err.code === 'EADDRINUSE' ? sidecarOf('helloworld', { ...inbound, inboundListen: '127.0.0.1:0' }) : Promise.reject(err),
+        );
+        const port = helloworld.inboundPort!;
+        const sleep = await sidecarOf('sleep', {
+          outboundListen: '127.0.0.1:0',
+          outboundUpstream: `https://localhost:${port}`,
+          outboundSpiffeId: 'spiffe://cluster.local/ns/default/sa/helloworld',
+        });
+        for (const sidecar of [helloworld, sleep]) {
+          await sidecar.agent.idle(); // the files the printed commands use are written
+          const svid = sidecar.agent.rotator.getX509Svid();
+          const next = rotationTime(svid);
+          say(`${svid.id}  valid ${formatDuration((svid.notAfter.getTime() - io.clock.now().getTime()) / 1000)}, next rotation ${next.toISOString()} (${formatDuration((next.getTime() - io.clock.now().getTime()) / 1000)})`);
         }
-        const proxy = createInboundProxy({ source: sources['helloworld']!, upstream: new URL(`http://127.0.0.1:${appPort}`), policy: { current: () => engine }, logger });
-        const port = await listenOn(proxy, Number(opts.port));
-        cleanups.push(() => new Promise<void>((r) => proxy.close(() => r())));
-        say(`https://localhost:${port}${port === Number(opts.port) ? '' : ` (port ${opts.port} was busy)`}  →  http://127.0.0.1:${appPort}; policy in ${join(dir, 'helloworld-policy.yaml')}`);
+        say(`helloworld: mTLS + policy on https://localhost:${port}${port === Number(opts.port) ? '' : ` (port ${opts.port} was busy)`}  →  the app`);
+        say(`sleep: plain http://127.0.0.1:${sleep.outboundPort}  →  mTLS to helloworld, accepting only spiffe://cluster.local/ns/default/sa/helloworld`);
 
-        const helloworldId = mustParseSpiffeId('spiffe://cluster.local/ns/default/sa/helloworld');
-        const sleepAgent = createMtlsAgent(sources['sleep']!, { authorizer: authorizeId(helloworldId) });
-        cleanups.push(() => sleepAgent.destroy());
-
-        step('sleep → GET /hello (allowed by policy)');
-        const allowed = await get(`https://localhost:${port}/hello`, sleepAgent);
+        step('sleep → GET /hello through both sidecars (allowed by policy)');
+        const allowed = await getPlain(`http://127.0.0.1:${sleep.outboundPort}/hello`);
         say(`HTTP ${allowed.status ?? '-'}  ${allowed.body ?? allowed.error}`);
         check(allowed.status === 200 && /^Hello version: v1, instance: /.test(allowed.body ?? ''), 'sleep reaches helloworld over mTLS; helloworld verified sleep by SPIFFE ID');
 
         step('sleep → GET /hello3 (not in the policy)');
-        const denied = await get(`https://localhost:${port}/hello3`, sleepAgent);
+        const denied = await getPlain(`http://127.0.0.1:${sleep.outboundPort}/hello3`);
         say(`HTTP ${denied.status ?? '-'}  ${denied.body ?? denied.error}`);
         check(denied.status === 403, 'a valid identity outside policy gets 403');
 
@@ -230,6 +231,7 @@ export function buildDemoCommand(io: CliIo): Command {
         say(`openssl s_client -connect localhost:${port} -cert ${join(sleepCerts, 'cert-chain.pem')} -key ${join(sleepCerts, 'key.pem')} -CAfile ${join(sleepCerts, 'root-cert.pem')}`);
         say(`curl --cacert ${join(sleepCerts, 'root-cert.pem')} --cert ${join(sleepCerts, 'cert-chain.pem')} --key ${join(sleepCerts, 'key.pem')} -k https://localhost:${port}/hello`);
         say('  (curl can only check hostnames, so -k skips the server check here; helloworld still verifies sleep)');
+        say(`curl http://127.0.0.1:${sleep.outboundPort}/hello   (as sleep's app: plain HTTP, its sidecar does the mTLS; needs --keep)`);
         say(`npm run meshca -- inspect ${join(sleepCerts, 'cert-chain.pem')}`);
 
         out.write(`\n${failures.length === 0 ? 'All checks passed.' : `${failures.length} check(s) FAILED: ${failures.join('; ')}`}\n`);

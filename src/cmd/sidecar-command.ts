@@ -13,6 +13,9 @@ import { parseAgentConfig, type AgentConfig, type AgentOptionValues } from '../c
 import { parseListen, type ListenAddress } from '../config/listen.js';
 import { parseTrustDomainFlag } from '../config/trust-domain-flag.js';
 import { ConfigError } from '../errors.js';
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { RunningAgent } from './agent-command.js';
 import type { PolicyReloader } from '../sidecar/policy-reloader.js';
 import { parseSpiffeId } from '../spiffe/spiffe-id.js';
 import { addAgentOptions, envOption } from './agent-options.js';
@@ -196,23 +199,32 @@ export function buildSidecarCommand(io: CliIo): Command {
     });
 }
 
-async function runSidecar(config: SidecarConfig, io: CliIo): Promise<void> {
-  const [m, { createLogger }, { startAgent }, { Registry }] = await Promise.all([
-    loadProxyModules(),
-    import('../log.js'),
-    import('./agent-command.js'),
-    import('prom-client'),
-  ]);
-  const logger = createLogger({ level: config.logLevel, destination: io.stderr });
-  const { clock } = io;
+export interface RunningSidecar {
+  readonly spiffeId: string;
+  /** The agent part: its rotator is the SVID source the proxies read. */
+  readonly agent: RunningAgent;
+  readonly inboundPort?: number;
+  readonly outboundPort?: number;
+  readonly healthPort?: number;
+  /** Stops the proxies, then the agent. */
+  close(): Promise<void>;
+}
+
+export interface SidecarDeps {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Aborts the wait for the first SVID (a stop signal during start-up). */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Starts health, the agent and, once the first SVID is in, the proxies. Resolves undefined when
+ * `signal` aborted the wait; throws (having stopped whatever started) when a part cannot start.
+ */
+export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Promise<RunningSidecar | undefined> {
+  const [m, { startAgent }, { Registry }] = await Promise.all([loadProxyModules(), import('./agent-command.js'), import('prom-client')]);
+  const { clock, logger } = deps;
   const closers = new Closers();
-  const stopped = new AbortController();
-  const ended = new AbortController();
-  const stop = waitForStopSignal(ended.signal).then((signal) => {
-    if (signal === undefined) return;
-    logger.info({ signal }, 'shutting down');
-    stopped.abort(new Error(`stopped by ${signal}`));
-  });
   try {
     const registry = new Registry();
     let inbound: StartedPart | undefined;
@@ -222,7 +234,7 @@ async function runSidecar(config: SidecarConfig, io: CliIo): Promise<void> {
     closers.add(() => agent.close());
     const source = agent.rotator;
     let proxiesStarted = false;
-    const ports: string[] = [];
+    let healthPort: number | undefined;
     if (config.healthListen !== undefined) {
       const health = m.createHealthServer({
         registry,
@@ -230,21 +242,25 @@ async function runSidecar(config: SidecarConfig, io: CliIo): Promise<void> {
         notes: () => policyNotes(reloader, config.inbound?.policyPath),
       });
       closers.add(() => closeServer(health));
-      const port = await listenOn(health, config.healthListen, 'health');
-      logger.info({ listen: `${config.healthListen.host}:${port}` }, 'health and metrics listening');
-      ports.push(`health on port ${port}`);
+      healthPort = await listenOn(health, config.healthListen, 'health');
+      logger.info({ listen: `${config.healthListen.host}:${healthPort}` }, 'health and metrics listening');
     }
 
     // The proxies need the workload's own identity (it scopes the policy and is the TLS
     // certificate): wait for the first SVID, as Istio's proxy waits for its certificate.
     let svid: Awaited<ReturnType<typeof source.waitForSvid>>;
     try {
-      svid = await source.waitForSvid(stopped.signal);
+      svid = await source.waitForSvid(deps.signal);
     } catch (err) {
-      if (stopped.signal.aborted) return;
+      if (deps.signal?.aborted) {
+        await closers.closeAll();
+        return undefined;
+      }
       throw err;
     }
     const common = { source, accessLog: config.accessLog, metrics, logger, closers };
+    let inboundPort: number | undefined;
+    let outboundPort: number | undefined;
     if (config.inbound !== undefined) {
       const { listen, upstream, policyPath, meshWidePolicy, namespace, labels, appPort, maxConnectionAgeMs } = config.inbound;
       const started = await startInbound(m, {
@@ -262,7 +278,7 @@ async function runSidecar(config: SidecarConfig, io: CliIo): Promise<void> {
       });
       inbound = started;
       reloader = started.reloader;
-      ports.unshift(`inbound on port ${started.port}`);
+      inboundPort = started.port;
       logger.info({ mode: 'inbound', listen: `${listen.host}:${started.port}`, upstream: upstream.origin, spiffeId: svid.id.toString() }, 'inbound proxy listening');
     }
     if (config.outbound !== undefined) {
@@ -274,14 +290,47 @@ async function runSidecar(config: SidecarConfig, io: CliIo): Promise<void> {
         ...(upstreamSpiffeId === undefined ? {} : { upstreamSpiffeId }),
         ...(upstreamTrustDomain === undefined ? {} : { upstreamTrustDomain }),
       });
-      ports.splice(config.inbound === undefined ? 0 : 1, 0, `outbound on port ${started.port}`);
+      outboundPort = started.port;
       logger.info({ mode: 'outbound', listen: `${listen.host}:${started.port}`, upstream: upstream.origin, spiffeId: svid.id.toString() }, 'outbound proxy listening');
     }
     proxiesStarted = true;
-    io.stdout.write(`meshca sidecar ready: ${svid.id.toString()}, ${ports.join(', ')}\n`);
+    return {
+      spiffeId: svid.id.toString(),
+      agent,
+      ...(inboundPort === undefined ? {} : { inboundPort }),
+      ...(outboundPort === undefined ? {} : { outboundPort }),
+      ...(healthPort === undefined ? {} : { healthPort }),
+      close: () => closers.closeAll(),
+    };
+  } catch (err) {
+    await closers.closeAll();
+    throw err;
+  }
+}
+
+async function runSidecar(config: SidecarConfig, io: CliIo): Promise<void> {
+  const { createLogger } = await import('../log.js');
+  const logger = createLogger({ level: config.logLevel, destination: io.stderr });
+  const stopped = new AbortController();
+  const ended = new AbortController();
+  const stop = waitForStopSignal(ended.signal).then((signal) => {
+    if (signal === undefined) return;
+    logger.info({ signal }, 'shutting down');
+    stopped.abort(new Error(`stopped by ${signal}`));
+  });
+  let sidecar: RunningSidecar | undefined;
+  try {
+    sidecar = await startSidecar(config, { clock: io.clock, logger, signal: stopped.signal });
+    if (sidecar === undefined) return;
+    const parts = [
+      sidecar.inboundPort === undefined ? undefined : `inbound on port ${sidecar.inboundPort}`,
+      sidecar.outboundPort === undefined ? undefined : `outbound on port ${sidecar.outboundPort}`,
+      sidecar.healthPort === undefined ? undefined : `health on port ${sidecar.healthPort}`,
+    ].filter((p) => p !== undefined);
+    io.stdout.write(`meshca sidecar ready: ${sidecar.spiffeId}, ${parts.join(', ')}\n`);
     await stop;
   } finally {
     ended.abort();
-    await closers.closeAll();
+    await sidecar?.close();
   }
 }

@@ -476,7 +476,7 @@ describe('k8s manifests', () => {
         const deployment = workloads.find((d) => d.metadata?.name === name);
         assert.ok(deployment);
         const spec = podSpec(deployment);
-        const agent = spec.initContainers?.find((c) => c.name === 'meshca-agent');
+        const agent = spec.initContainers?.find((c) => c.name === 'meshca-sidecar');
         const apps = spec.containers;
 
         it('runs under its own service account without the API-server token', () => {
@@ -497,11 +497,16 @@ describe('k8s manifests', () => {
           assert.equal(`${mount.mountPath}/${source?.serviceAccountToken?.path}`, tokenFile);
         });
 
-        it('runs the agent as a native sidecar against the CA Service, trusting the published root', () => {
+        it('runs one meshca process, `meshca sidecar`, as a native sidecar against the CA Service, trusting the published root', () => {
           assert.ok(agent);
           assert.equal(agent.restartPolicy, 'Always');
           assert.equal(agent.command?.[0], 'meshca');
-          assert.equal(agent.args?.[0], 'agent');
+          assert.equal(agent.args?.[0], 'sidecar');
+          assert.deepEqual(
+            allContainers(spec).filter((c) => c.image?.startsWith('meshca')).map((c) => c.name),
+            ['meshca-sidecar'],
+            'no second meshca container',
+          );
           assert.equal(argAfter(agent, '--ca-address'), 'meshca.meshca.svc:15012');
           const caRoot = argAfter(agent, '--ca-root');
           assert.ok(caRoot);
@@ -565,18 +570,53 @@ describe('k8s manifests', () => {
       assert.equal(rule?.when, undefined);
     });
 
-    it('the helloworld proxy sidecar serves /ready and /healthz on its --health-listen port, and probes use them', () => {
-      const hello = workloads.find((d) => d.metadata?.name === 'helloworld');
-      const proxy = hello?.spec?.template.spec?.containers.find((c) => c.name === 'meshca-proxy');
-      assert.ok(proxy);
-      const args = proxy.args ?? [];
-      assert.equal(args[args.indexOf('--health-listen') + 1], '0.0.0.0:15021');
-      for (const [probe, path] of [
-        [proxy.readinessProbe, '/ready'],
-        [proxy.livenessProbe, '/healthz'],
-      ] as const) {
-        assert.equal(probe?.httpGet?.path, path);
-        assert.equal(portNumber(proxy, probe?.httpGet?.port), 15021);
+    it('the sidecars serve /ready and /healthz on their --health-listen port, and probes use them', () => {
+      for (const workload of workloads) {
+        const sidecar = workload.spec?.template.spec?.initContainers?.find((c) => c.name === 'meshca-sidecar');
+        assert.ok(sidecar, workload.metadata?.name);
+        const args = sidecar.args ?? [];
+        assert.equal(args[args.indexOf('--health-listen') + 1], '0.0.0.0:15021');
+        for (const [probe, path] of [
+          [sidecar.startupProbe, '/ready'],
+          [sidecar.readinessProbe, '/ready'],
+          [sidecar.livenessProbe, '/healthz'],
+        ] as const) {
+          assert.equal(probe?.httpGet?.path, path);
+          assert.equal(portNumber(sidecar, probe?.httpGet?.port), 15021);
+        }
+      }
+    });
+
+    it('helloworld enforces its policy inbound; sleep calls helloworld outbound, accepting only its SPIFFE ID', () => {
+      const [hello, sleep] = ['helloworld', 'sleep'].map((n) => workloads.find((d) => d.metadata?.name === n)?.spec?.template.spec?.initContainers?.find((c) => c.name === 'meshca-sidecar'));
+      assert.ok(hello && sleep);
+      assert.equal(argAfter(hello, '--inbound-upstream'), 'http://127.0.0.1:5000');
+      assert.equal(portNumber(hello, 'mtls'), Number(argAfter(hello, '--inbound-listen')?.split(':')[1]));
+      assert.ok(mountFor(hello, argAfter(hello, '--policy') ?? ''), 'the policy file is mounted');
+      assert.equal(argAfter(sleep, '--outbound-upstream'), 'https://helloworld.default.svc:5000');
+      assert.equal(argAfter(sleep, '--outbound-spiffe-id'), 'spiffe://cluster.local/ns/default/sa/helloworld');
+      assert.match(argAfter(sleep, '--outbound-listen') ?? '', /^127\.0\.0\.1:/, 'the plain side listens on loopback only');
+    });
+
+    it("the sidecars' memory requests and limits sit above the RSS the bench measured, with the NODE_OPTIONS it measured", () => {
+      // bench/footprint.json is written by `npm run bench -- sidecar`, which runs the sidecar with
+      // this manifest's NODE_OPTIONS after ~80,000 proxied requests.
+      const footprint = JSON.parse(readFileSync(join(K8S_DIR, '../bench/footprint.json'), 'utf8')) as { sidecarRssMb: number; sidecarNodeOptions: string };
+      const mebibytes = (q: string | undefined): number => {
+        const m = /^(\d+)(Mi|Gi)$/.exec(q ?? '');
+        assert.ok(m, `memory quantity ${q} in Mi or Gi`);
+        return Number(m[1]) * (m[2] === 'Gi' ? 1024 : 1);
+      };
+      const measuredMi = (footprint.sidecarRssMb * 1e6) / 2 ** 20;
+      for (const workload of workloads) {
+        const sidecar = workload.spec?.template.spec?.initContainers?.find((c) => c.name === 'meshca-sidecar');
+        assert.ok(sidecar);
+        const name = workload.metadata?.name;
+        assert.equal(sidecar.env?.find((e) => e.name === 'NODE_OPTIONS')?.value, footprint.sidecarNodeOptions, `${name}: measured as shipped`);
+        const request = mebibytes(String(sidecar.resources?.requests?.['memory']));
+        const limit = mebibytes(String(sidecar.resources?.limits?.['memory']));
+        assert.ok(request >= measuredMi, `${name}: request ${request}Mi below the measured ${measuredMi.toFixed(0)}Mi`);
+        assert.ok(limit >= 2 * measuredMi, `${name}: limit ${limit}Mi leaves less than 2x headroom over ${measuredMi.toFixed(0)}Mi`);
       }
     });
   });
