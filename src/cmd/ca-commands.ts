@@ -119,6 +119,11 @@ export function buildCaCommand(io: CliIo): Command {
       if (!id.memberOf(trustDomain)) {
         throw new IdentityMismatchError(`${id} is not in this CA's trust domain ${trustDomain.name}`, { rule: 'trust-domain' });
       }
+      // The trust domain's own ID names no workload; an X.509-SVID's ID has a path (SPIFFE
+      // X509-SVID §2), and parseX509Svid refuses a leaf without one.
+      if (id.path === '') {
+        throw new ConfigError([`--spiffe-id ${id} is the trust domain's own ID, not a workload's: give a path, e.g. ${id}/ns/default/sa/sleep`]);
+      }
       const csrText = await readInput(opts.csr);
       const { authority, warnings } = await loadAuthorityFromDir(opts.dataDir, io.clock.now());
       for (const w of warnings) io.stderr.write(`meshca: warning: ${w}\n`);

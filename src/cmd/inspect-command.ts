@@ -12,7 +12,13 @@ export function buildInspectCommand(io: CliIo): Command {
       const [{ describePem }, { PemError }] = await Promise.all([import('../pki/describe.js'), import('../pki/pem.js')]);
       const all = [];
       for (const file of files) {
-        const text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+        let text: string;
+        try {
+          text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          throw new ConfigError([`${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (err as Error).message}`], { cause: err });
+        }
         let descriptions;
         try {
           descriptions = describePem(text, io.clock.now());

@@ -33,6 +33,7 @@ import {
   startInbound,
   startOutbound,
   svidProblem,
+  type InboundPartOptions,
   type StartedPart,
 } from './proxy-parts.js';
 
@@ -53,16 +54,8 @@ interface SidecarOptionValues extends AgentOptionValues {
   readonly logLevel: string;
 }
 
-interface InboundConfig {
-  readonly listen: ListenAddress;
-  readonly upstream: URL;
-  readonly policyPath?: string;
-  readonly meshWidePolicy: boolean;
-  readonly namespace?: string;
-  readonly labels?: Readonly<Record<string, string>>;
-  readonly appPort?: number;
-  readonly maxConnectionAgeMs?: number;
-}
+/** What the inbound part takes from the flags; the rest of its options are wired at start. */
+type InboundConfig = Pick<InboundPartOptions, 'listen' | 'upstream' | 'policyPath' | 'meshWidePolicy' | 'namespace' | 'labels' | 'appPort' | 'maxConnectionAgeMs'>;
 
 interface OutboundConfig {
   readonly listen: ListenAddress;

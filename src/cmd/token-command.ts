@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command } from 'commander';
 import { isDns1123Label, ISTIO_CA_AUDIENCE, isDns1123Subdomain } from '../authn/authenticator.js';
 import { parseDurationSeconds } from '../config/duration.js';
@@ -20,8 +22,14 @@ export function buildTokenCommand(io: CliIo): Command {
       let ttlSeconds = 3600;
       try {
         ttlSeconds = parseDurationSeconds(opts.ttl, '--ttl');
+        if (ttlSeconds <= 0) problems.push(`--ttl ${opts.ttl} must be positive`);
       } catch (err) {
         problems.push(...(err as ConfigError).problems);
+      }
+      // Without a CA in the data dir a new dev key would be made, and its tokens refused by the
+      // CA that does exist somewhere else: say so instead of printing a useless token.
+      if (!existsSync(join(opts.dataDir, 'root-cert.pem'))) {
+        problems.push(`--data-dir ${opts.dataDir} holds no CA (no root-cert.pem): give the data dir of the CA that will check the token, or run meshca ca init`);
       }
       if (problems.length > 0) throw new ConfigError(problems);
       const { loadOrCreateDevIssuer } = await import('../files/dev-issuer-store.js');

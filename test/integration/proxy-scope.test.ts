@@ -11,32 +11,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { BLOG_POLICY } from '../helpers/mission-policy.js';
 import { openssl } from '../helpers/openssl.js';
 import { startMeshca, startProcess, type RunningProcess } from '../helpers/processes.js';
 import { createTestLeaf, createTestRoot, type TestCertificate } from '../helpers/test-ca.js';
-
-/** The mission's policy, byte for byte: no namespace, selected by service account, port 5000. */
-const BLOG_POLICY = `apiVersion: "cilium.io/v2"
-kind: CiliumNetworkPolicy
-metadata:
-  name: "service-account"
-spec:
-  endpointSelector:
-    matchLabels:
-      io.cilium.k8s.policy.serviceaccount: helloworld
-  ingress:
-  - fromEndpoints:
-    - matchLabels:
-        io.cilium.k8s.policy.serviceaccount: sleep
-    toPorts:
-    - ports:
-      - port: "5000"
-        protocol: TCP
-      rules:
-        http:
-        - method: GET
-          path: "/hello"
-`;
 
 /** The README tour's policy. */
 const TOUR_POLICY = `apiVersion: security.istio.io/v1

@@ -13,31 +13,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { BLOG_POLICY } from '../helpers/mission-policy.js';
 import { openssl } from '../helpers/openssl.js';
 import { freePort, startMeshca, type RunningProcess } from '../helpers/processes.js';
 import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
-
-const BLOG_POLICY = `apiVersion: "cilium.io/v2"
-kind: CiliumNetworkPolicy
-metadata:
-  name: "service-account"
-spec:
-  endpointSelector:
-    matchLabels:
-      io.cilium.k8s.policy.serviceaccount: helloworld
-  ingress:
-  - fromEndpoints:
-    - matchLabels:
-        io.cilium.k8s.policy.serviceaccount: sleep
-    toPorts:
-    - ports:
-      - port: "5000"
-        protocol: TCP
-      rules:
-        http:
-        - method: GET
-          path: "/hello"
-`;
 
 function get(port: number, path: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
