@@ -13,6 +13,21 @@ export const AUTHORITY_FILES = {
   root: 'root-cert.pem',
 } as const;
 
+/** The rotation state and the prepared next authority (see authority-slots.ts). */
+export const AUTHORITY_STATE_FILE = 'authority-state.json';
+export const NEXT_AUTHORITY_DIR = 'next';
+
+/**
+ * What is left of a CA whose key is gone: the roots workloads trust, its chain, its rotation
+ * state. A directory holding any of them is not empty; making a new root there would replace the
+ * mesh's trust without a word and cut off every workload.
+ */
+async function trustLeftovers(dataDir: string): Promise<string[]> {
+  const names = [AUTHORITY_FILES.root, AUTHORITY_FILES.chain, AUTHORITY_STATE_FILE, NEXT_AUTHORITY_DIR];
+  const found = await Promise.all(names.map((name) => stat(join(dataDir, name)).then(() => name, () => undefined)));
+  return found.filter((name): name is string => name !== undefined);
+}
+
 export interface ReadAuthorityResult extends AuthorityPem {
   /** Problems worth a warning that do not stop the CA (e.g. a key file others can read). */
   readonly warnings: readonly string[];
@@ -26,6 +41,13 @@ export async function readAuthorityFiles(dataDir: string): Promise<ReadAuthority
     ),
   );
   if (certPem === undefined && keyPem === undefined) {
+    const left = await trustLeftovers(dataDir);
+    if (left.length > 0) {
+      throw new CaInvalidError(
+        `${dataDir} has no ${AUTHORITY_FILES.cert} or ${AUTHORITY_FILES.key} but holds ${left.join(', ')}: the CA whose roots workloads trust lost its key. Restore ${AUTHORITY_FILES.cert} and ${AUTHORITY_FILES.key}; a new root would cut off every workload (to start a new mesh on purpose, run meshca ca init --force)`,
+        { rule: 'missing' },
+      );
+    }
     throw new CaNotReadyError(`no CA in ${dataDir}: run \`meshca ca init --data-dir ${dataDir}\` or install plug-in CA files`, {
       rule: 'missing',
     });
@@ -64,6 +86,10 @@ export async function writeAuthorityFiles(dataDir: string, pem: AuthorityPem, op
       if ((await readTextIfExists(join(dataDir, name))) !== undefined) {
         throw new CaInvalidError(`a CA already exists in ${dataDir} (${name}); pass --force to replace it`, { rule: 'exists' });
       }
+    }
+    const left = await trustLeftovers(dataDir);
+    if (left.length > 0) {
+      throw new CaInvalidError(`${dataDir} holds ${left.join(', ')} of an earlier CA; pass --force to replace its trust`, { rule: 'exists' });
     }
   }
   // Key first: a crash between writes leaves no certificate that lacks its key.

@@ -44,10 +44,9 @@ import type { AuthorityPem } from '../pki/authority.js';
 import type { TrustDomain } from '../spiffe/trust-domain.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { readTextIfExists } from './read-if-exists.js';
-import { AUTHORITY_FILES, readAuthorityFiles } from './authority-files.js';
+import { AUTHORITY_FILES, AUTHORITY_STATE_FILE, NEXT_AUTHORITY_DIR, readAuthorityFiles } from './authority-files.js';
 
-export const AUTHORITY_STATE_FILE = 'authority-state.json';
-export const NEXT_AUTHORITY_DIR = 'next';
+export { AUTHORITY_STATE_FILE, NEXT_AUTHORITY_DIR };
 export const ROTATION_STAGING_DIR = '.rotation';
 export const ROTATION_COMMIT_FILE = 'commit.json';
 export const ROTATION_LOCK_FILE = '.rotation.lock';

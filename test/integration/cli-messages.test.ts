@@ -3,7 +3,7 @@
  * never a stack trace or a result that only fails later. In process, through `runCli`.
  */
 import assert from 'node:assert/strict';
-import { writeFile, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { systemClock } from '../../src/clock.js';
 import { runCli } from '../../src/cmd/program.js';
 import { openssl } from '../helpers/openssl.js';
+import { startTestCa } from '../helpers/test-ca-server.js';
 
 class Capture extends Writable {
   text = '';
@@ -82,4 +83,36 @@ describe('CLI messages for mistakes a user types', () => {
     await writeFile(join(dir, 'junk.pem'), 'not pem\n');
     assert.equal((await run(['inspect', join(dir, 'junk.pem')])).code, 2);
   });
+
+  test('never replaces trust silently: a data dir that lost its CA key but keeps its roots is refused by ca serve and ca init', async () => {
+    for (const leftover of ['root-cert.pem', 'authority-state.json']) {
+      const lost = join(dir, `lost-${leftover}`);
+      await mkdir(lost);
+      if (leftover === 'root-cert.pem') await copyFile(join(dir, 'ca', 'root-cert.pem'), join(lost, leftover));
+      else await writeFile(join(lost, leftover), '{}\n');
+      const before = await readFile(join(lost, leftover), 'utf8');
+
+      await assert.rejects(
+        startTestCa({ dataDir: lost }).then(async (ca) => {
+          await ca.close();
+          assert.fail('ca serve started with a new root');
+        }),
+        (err: Error & { code?: string; rule?: string }) => {
+          assert.equal(err.code, 'ERR_CA_INVALID');
+          assert.equal(err.rule, 'missing');
+          assert.match(err.message, new RegExp(`holds ${leftover.replace('.', '\\.')}: the CA whose roots workloads trust lost its key`));
+          return true;
+        },
+      );
+      const init = await run(['ca', 'init', '--data-dir', lost]);
+      assert.equal(init.code, 1, init.stderr);
+      assert.match(init.stderr, new RegExp(`holds ${leftover.replace('.', '\\.')} of an earlier CA; pass --force`));
+      assert.equal(await readFile(join(lost, leftover), 'utf8'), before, `${leftover} untouched`);
+      assert.deepEqual((await readdir(lost)).sort(), [leftover], 'nothing written');
+
+      const forced = await run(['ca', 'init', '--data-dir', lost, '--force']);
+      assert.equal(forced.code, 0, forced.stderr);
+    }
+  });
 });
+
