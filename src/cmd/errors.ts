@@ -1,5 +1,7 @@
 import { ConfigError, isIdentityError } from '../errors.js';
 
+const OPERATOR_ERRNO = new Set(['ENOENT', 'EACCES', 'EPERM', 'EISDIR', 'ENOTDIR', 'EROFS', 'ENOSPC', 'EADDRINUSE', 'EADDRNOTAVAIL']);
+
 /** Exit codes: 1 for a refused operation, 2 for bad usage or configuration. */
 export function reportCliError(err: unknown, stderr: NodeJS.WritableStream = process.stderr): number {
   if (err instanceof ConfigError) {
@@ -11,7 +13,8 @@ export function reportCliError(err: unknown, stderr: NodeJS.WritableStream = pro
     return 1;
   }
   const e = err as NodeJS.ErrnoException;
-  if (e?.code === 'ENOENT' || e?.code === 'EACCES' || e?.code === 'EISDIR' || e?.code === 'EADDRINUSE' || e?.code === 'EADDRNOTAVAIL') {
+  // The operator's to fix (a path, a permission, a read-only volume, a taken port): one line, no stack.
+  if (e?.code !== undefined && OPERATOR_ERRNO.has(e.code)) {
     stderr.write(`meshca: ${e.message}\n`);
     return 1;
   }
