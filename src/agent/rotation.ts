@@ -53,6 +53,12 @@ export interface BackoffOptions {
 
 export const DEFAULT_BACKOFF_BASE_MS = 1000;
 export const DEFAULT_BACKOFF_MAX_MS = 5 * 60_000;
+/**
+ * The retry cap while the workload holds no valid SVID: it has no identity at all, so every
+ * second of backoff is outage; once the CA answers again the SVID is back within this (plus the
+ * call), not minutes later. With a valid SVID the normal cap applies.
+ */
+export const NO_SVID_BACKOFF_MAX_MS = 4000;
 
 /**
  * Delay before retry number `attempt` (1 for the first retry): `baseMs * 2^(attempt-1)` capped

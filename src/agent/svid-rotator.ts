@@ -37,7 +37,7 @@ import type { TrustDomain } from '../spiffe/trust-domain.js';
 import type { X509Bundle, X509BundleSource } from '../spiffe/x509-bundle.js';
 import { parseX509Svid, verifyX509Svid, type X509Svid, type X509SvidSource } from '../spiffe/x509-svid.js';
 import type { BundleSource, CaClient, FederatedBundleProvider, KeyGenerator, RandomSource, TokenSource } from './ports.js';
-import { backoffDelayMs, rotationTime, type BackoffJitter } from './rotation.js';
+import { backoffDelayMs, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, NO_SVID_BACKOFF_MAX_MS, rotationTime, type BackoffJitter } from './rotation.js';
 import { expectedSpiffeIdForToken } from './token-claims.js';
 
 export type SvidUnavailableRule = 'not-fetched' | 'expired' | 'closed';
@@ -482,7 +482,9 @@ export class SvidRotator implements X509SvidSource, X509BundleSource {
     this.#attempt += 1;
     this.#lastError = error;
     // Arm the retry before telling anyone, so a listener already sees when it is due.
-    this.#armRotation(backoffDelayMs(this.#attempt, this.#backoffOptions()));
+    const backoff = this.#backoffOptions();
+    const capped = this.hasValidSvid() ? backoff : { ...backoff, maxMs: Math.max(backoff.baseMs ?? DEFAULT_BACKOFF_BASE_MS, Math.min(backoff.maxMs ?? DEFAULT_BACKOFF_MAX_MS, NO_SVID_BACKOFF_MAX_MS)) };
+    this.#armRotation(backoffDelayMs(this.#attempt, capped));
     this.#emit('error', {
       kind: 'rotation',
       error,

@@ -58,7 +58,8 @@ export function createGrpcCaClient(options: GrpcCaClientOptions): GrpcCaClient {
     return credentials.createSsl(Buffer.from(pem));
   };
 
-  let client = connect(options.insecure === true ? credentials.createInsecure() : tlsCredentials(options.rootCertPem!));
+  let creds = options.insecure === true ? credentials.createInsecure() : tlsCredentials(options.rootCertPem!);
+  let client = connect(creds);
   let closed = false;
   // Calls in flight per channel, so a channel replaced by updateRootCertPem is closed only
   // after its last call has settled.
@@ -92,6 +93,13 @@ export function createGrpcCaClient(options: GrpcCaClientOptions): GrpcCaClient {
         const onAbort = (): void => call.cancel();
         const call = channel.CreateCertificate(message, metadata, { deadline: new Date(Date.now() + timeoutMs) }, (err, response) => {
           signal?.removeEventListener('abort', onAbort);
+          // A channel that could not reach the CA keeps grpc-js's reconnect backoff (up to 2 min),
+          // and answers the next attempts from it with a stale error after the CA is back. The
+          // rotator has its own backoff: give its next attempt a fresh channel.
+          if (err?.code === GrpcStatus.UNAVAILABLE && channel === client && !closed) {
+            client = connect(creds);
+            retired.add(channel);
+          }
           settle(channel);
           if (signal?.aborted) {
             reject(signal.reason);
@@ -109,7 +117,8 @@ export function createGrpcCaClient(options: GrpcCaClientOptions): GrpcCaClient {
 
     updateRootCertPem(rootCertPem: string): void {
       if (options.insecure === true) throw new TypeError('a plaintext CA client has no roots to update');
-      const next = connect(tlsCredentials(rootCertPem));
+      creds = tlsCredentials(rootCertPem);
+      const next = connect(creds);
       const previous = client;
       client = next;
       if (inFlight.has(previous)) retired.add(previous);

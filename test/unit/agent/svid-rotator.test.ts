@@ -307,6 +307,28 @@ describe('SvidRotator', () => {
     assert.equal((await waiting).id.toString(), SLEEP);
   });
 
+  test('without any SVID the retries never wait more than 4 s: the SVID is back within that of the CA answering', async () => {
+    ca.mode = 'down';
+    const { rotator } = start();
+    const delays: number[] = [];
+    let event = await nextEvent(rotator, 'error');
+    for (let i = 0; i < 10; i++) {
+      delays.push(event.nextAttemptAt!.getTime() - clock.now().getTime());
+      const next = nextEvent(rotator, 'error');
+      clock.advanceTo(event.nextAttemptAt!);
+      event = await next;
+    }
+    assert.deepEqual(delays.slice(0, 3), [750, 1500, 3000], 'exponential at first (equal jitter, r = 0.5)');
+    assert.ok(delays.every((d) => d <= 4000), `capped at 4 s: ${delays.join(', ')}`);
+    assert.equal(delays.at(-1), 3000, 'the cap, with jitter');
+    ca.mode = 'ok';
+    const waiting = rotator.waitForSvid();
+    const back = clock.now().getTime();
+    clock.advanceTo(rotator.nextRotationAt!);
+    await waiting;
+    assert.ok(clock.now().getTime() - back <= 4000);
+  });
+
   test('uses the token file as it is at each rotation (the kubelet replaced it in between)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'meshca-token-'));
     try {
