@@ -184,7 +184,7 @@ export interface OutboundPartOptions {
 
 export async function startOutbound(m: ProxyModules, o: OutboundPartOptions): Promise<StartedPart> {
   const authorizer =
-    o.upstreamSpiffeId !== undefined ? m.authorizeId(m.parseSpiffeId(o.upstreamSpiffeId)) : m.authorizeMemberOf(m.parseTrustDomainFlag(o.upstreamTrustDomain ?? ''));
+    o.upstreamSpiffeId !== undefined ? m.authorizeId(m.parseSpiffeId(o.upstreamSpiffeId)) : m.authorizeMemberOf(m.parseTrustDomainFlag(o.upstreamTrustDomain ?? '', '--upstream-trust-domain'));
   const server = m.createOutboundProxy({
     source: o.source,
     upstream: o.upstream,

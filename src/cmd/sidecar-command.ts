@@ -184,7 +184,8 @@ export function buildSidecarCommand(io: CliIo): Command {
     .addOption(opt('--outbound-upstream <url>', 'outbound: the mTLS service, e.g. https://helloworld.default.svc:5000', 'MESHCA_OUTBOUND_UPSTREAM'))
     .addOption(opt('--outbound-spiffe-id <id>', 'outbound: the SPIFFE ID the upstream must present', 'MESHCA_OUTBOUND_SPIFFE_ID'))
     .addOption(opt('--outbound-trust-domain <td>', 'outbound: accept any upstream in this trust domain instead', 'MESHCA_OUTBOUND_TRUST_DOMAIN'))
-    .addOption(new Option('--no-access-log', 'do not log a line per request (env MESHCA_ACCESS_LOG=false)').default(env['MESHCA_ACCESS_LOG'] !== 'false'))
+    // The same variable as `meshca proxy --no-access-log`.
+    .addOption(new Option('--no-access-log', 'do not log a line per request (env MESHCA_NO_ACCESS_LOG=true)').default(!['true', '1'].includes(env['MESHCA_NO_ACCESS_LOG'] ?? '')))
     .addOption(opt('--log-level <level>', 'log level', 'MESHCA_LOG_LEVEL', 'info'))
     .action(async (opts: SidecarOptionValues) => {
       const config = parseSidecarConfig(opts);
