@@ -82,3 +82,18 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/** Runs `meshca <args>` to its exit (or stops it after `timeoutMs`: code null); for start-up refusals. */
+export async function meshcaExit(args: readonly string[], timeoutMs = 20_000): Promise<{ code: number | null; stderr: string; ms: number }> {
+  const started = Date.now();
+  const proc = startMeshca(args);
+  const code = await new Promise<number | null>((resolve) => {
+    const timer = setTimeout(() => resolve(null), timeoutMs);
+    proc.child.once('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  if (code === null) await proc.stop();
+  return { code, stderr: proc.stderr(), ms: Date.now() - started };
+}

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BLOG_POLICY } from '../helpers/mission-policy.js';
 import { openssl } from '../helpers/openssl.js';
-import { startMeshca, startProcess, type RunningProcess } from '../helpers/processes.js';
+import { meshcaExit, startMeshca, startProcess, type RunningProcess } from '../helpers/processes.js';
 import { createTestLeaf, createTestRoot, type TestCertificate } from '../helpers/test-ca.js';
 
 /** The README tour's policy. */
@@ -55,19 +55,7 @@ async function startProxy(args: readonly string[]): Promise<{ proc: RunningProce
   return { proc, port };
 }
 
-async function exitOf(args: readonly string[]): Promise<{ code: number | null; stderr: string; ms: number }> {
-  const started = Date.now();
-  const proc = startMeshca(['proxy', '--listen', '127.0.0.1:0', ...args]);
-  const code = await new Promise<number | null>((resolve) => {
-    const timer = setTimeout(() => resolve(null), 20_000);
-    proc.child.once('exit', (c) => {
-      clearTimeout(timer);
-      resolve(c);
-    });
-  });
-  if (code === null) await proc.stop();
-  return { code, stderr: proc.stderr(), ms: Date.now() - started };
-}
+const exitOf = (args: readonly string[]) => meshcaExit(['proxy', '--listen', '127.0.0.1:0', ...args]);
 
 describe('meshca proxy: policy scoped by the workload SVID (real processes)', () => {
   let dir: string;

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BLOG_POLICY } from '../helpers/mission-policy.js';
 import { openssl } from '../helpers/openssl.js';
-import { freePort, startMeshca, type RunningProcess } from '../helpers/processes.js';
+import { freePort, meshcaExit, startMeshca, type RunningProcess } from '../helpers/processes.js';
 import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
 
 function get(port: number, path: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
@@ -52,18 +52,7 @@ function agentArgs(ca: TestCa, dir: string, sa: string): string[] {
   return ['--ca-address', ca.grpcAddress, '--ca-root', join(ca.dataDir, 'root-cert.pem'), '--token-file', join(dir, `${sa}.token`)];
 }
 
-async function exitOf(args: readonly string[], timeoutMs = 20_000): Promise<{ code: number | null; stderr: string }> {
-  const proc = startMeshca(['sidecar', ...args]);
-  const code = await new Promise<number | null>((resolve) => {
-    const timer = setTimeout(() => resolve(null), timeoutMs);
-    proc.child.once('exit', (c) => {
-      clearTimeout(timer);
-      resolve(c);
-    });
-  });
-  if (code === null) await proc.stop();
-  return { code, stderr: proc.stderr() };
-}
+const exitOf = (args: readonly string[]) => meshcaExit(['sidecar', ...args]);
 
 describe('meshca sidecar: agent, inbound and outbound proxy in one process', () => {
   let dir: string;

@@ -9,21 +9,9 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { freePort, startMeshca } from '../helpers/processes.js';
+import { freePort, meshcaExit } from '../helpers/processes.js';
 
-async function exitOf(args: readonly string[]): Promise<{ code: number | null; stderr: string; ms: number }> {
-  const started = Date.now();
-  const proc = startMeshca(args);
-  const code = await new Promise<number | null>((resolve) => {
-    const timer = setTimeout(() => resolve(null), 20_000);
-    proc.child.once('exit', (c) => {
-      clearTimeout(timer);
-      resolve(c);
-    });
-  });
-  if (code === null) await proc.stop();
-  return { code, stderr: proc.stderr(), ms: Date.now() - started };
-}
+const exitOf = (args: readonly string[]) => meshcaExit(args);
 
 const lastLine = (text: string): string => text.trim().split('\n').at(-1) ?? '';
 
