@@ -1,6 +1,6 @@
 import { createPrivateKey } from 'node:crypto';
 import { credentials, Metadata, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
-import { BundleError, CaNotReadyError } from '../../errors.js';
+import { BundleError, CaNotReadyError, ConfigError } from '../../errors.js';
 import type { X509SVIDResponse__Output } from '../../generated/workload/X509SVIDResponse.js';
 import type { Logger } from '../../log.js';
 import { silentLogger } from '../../log.js';
@@ -12,8 +12,11 @@ import { createStaticX509Source, type StaticX509Source, type X509Source } from '
 import { loadWorkloadProto } from './protos.js';
 
 export interface WorkloadApiSourceOptions {
-  /** `unix:///path` or a filesystem path (SPIFFE_ENDPOINT_SOCKET). */
-  readonly socket: string;
+  /**
+   * `unix:///path` or a filesystem path. Default: the `SPIFFE_ENDPOINT_SOCKET` environment
+   * variable, as go-spiffe and the SPIFFE Workload Endpoint spec have it.
+   */
+  readonly socket?: string;
   readonly logger?: Logger;
   /** How long to wait for the first SVID. */
   readonly timeoutMs?: number;
@@ -30,7 +33,11 @@ const bundleFromDer = (tdId: string, der: Uint8Array): X509Bundle => {
  */
 export async function createWorkloadApiX509Source(options: WorkloadApiSourceOptions): Promise<X509Source> {
   const logger = (options.logger ?? silentLogger).child({ component: 'workload-api-client' });
-  const target = options.socket.startsWith('unix:') ? options.socket : `unix://${options.socket}`;
+  const socket = options.socket ?? process.env['SPIFFE_ENDPOINT_SOCKET'];
+  if (socket === undefined || socket.trim() === '') {
+    throw new ConfigError(['no Workload API socket: pass `socket` or set SPIFFE_ENDPOINT_SOCKET (e.g. unix:///run/spire/sockets/agent.sock)']);
+  }
+  const target = socket.startsWith('unix:') ? socket : `unix://${socket}`;
   const { SpiffeWorkloadAPI } = loadWorkloadProto();
   const client = new SpiffeWorkloadAPI(target, credentials.createInsecure());
   let source: StaticX509Source | undefined;
@@ -57,6 +64,9 @@ export async function createWorkloadApiX509Source(options: WorkloadApiSourceOpti
     const timer = setTimeout(() => {
       if (!source) {
         closed = true;
+        // A reconnect still pending would call into the closed channel from a timer: a crash
+        // in the caller's process long after it handled this rejection.
+        if (retry) clearTimeout(retry);
         stream?.cancel();
         client.close();
         reject(new CaNotReadyError(`no SVID from the Workload API at ${target} within ${options.timeoutMs ?? 15_000} ms`, { rule: 'timeout' }));
@@ -64,6 +74,7 @@ export async function createWorkloadApiX509Source(options: WorkloadApiSourceOpti
     }, options.timeoutMs ?? 15_000);
 
     const connect = (): void => {
+      if (closed) return;
       const metadata = new Metadata();
       metadata.set('workload.spiffe.io', 'true');
       stream = client.FetchX509SVID({}, metadata);
