@@ -9,15 +9,15 @@
  * SVID is in, the policy and the proxies. A policy that cannot load stops the start.
  */
 import { Command, Option } from 'commander';
+import type { Clock } from '../clock.js';
 import { parseAgentConfig, type AgentConfig, type AgentOptionValues } from '../config/agent-config.js';
 import { parseListen, type ListenAddress } from '../config/listen.js';
 import { parseTrustDomainFlag } from '../config/trust-domain-flag.js';
 import { ConfigError } from '../errors.js';
-import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import type { RunningAgent } from './agent-command.js';
 import type { PolicyReloader } from '../sidecar/policy-reloader.js';
 import { parseSpiffeId } from '../spiffe/spiffe-id.js';
+import type { RunningAgent } from './agent-command.js';
 import { addAgentOptions, envOption } from './agent-options.js';
 import { waitForStopSignal, type CliIo } from './cli-common.js';
 import {
