@@ -91,9 +91,8 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
   if (auth !== 'dev' && auth !== 'jwks' && auth !== 'tokenreview') problems.push(`--auth ${auth} must be dev, jwks or tokenreview`);
   const jwksFile = raw['jwksFile'] === undefined ? undefined : String(raw['jwksFile']);
   const jwksUri = raw['jwksUri'] === undefined ? undefined : String(raw['jwksUri']);
-  if (auth === 'jwks' && jwksFile === undefined && jwksUri === undefined && raw['oidcIssuer'] === undefined) {
-    problems.push('--auth jwks needs --jwks-file, --jwks-uri or --oidc-issuer (discovery)');
-  }
+  // `--auth jwks` alone discovers the keys from the default issuer (the in-cluster API server's
+  // https://kubernetes.default.svc.cluster.local), as documented for --oidc-issuer.
   const audiences = list(raw['audiences']);
   if (audiences.length === 0) problems.push('--audiences must name at least one audience (Istio uses istio-ca)');
   const defaultTtlSeconds = attempt(86_400, () => parseDurationSeconds(String(raw['defaultTtl']), '--default-ttl'));
