@@ -7,6 +7,7 @@ export * from './spiffe/index.js';
 export * from './errors.js';
 export type { Clock, TimerHandle } from './clock.js';
 export { systemClock } from './clock.js';
+export { PROTO_DIR } from './proto-dir.js';
 export type { KeyKind } from './pki/algorithms.js';
 export { KEY_KINDS } from './pki/algorithms.js';
 export { generateKey, exportPrivateKeyPem } from './pki/keys.js';

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 
@@ -48,5 +50,20 @@ describe('the published library surface', () => {
     const other = meshca.parseSpiffeId('spiffe://cluster.local/ns/default/sa/other');
     assert.equal(engine.decide({ peer: sleep, method: 'GET', path: '/' }).allowed, true);
     assert.equal(engine.decide({ peer: other, method: 'GET', path: '/' }).allowed, false);
+  });
+
+  test("PROTO_DIR from 'meshca' holds Istio's ca.proto whatever the current directory", async () => {
+    const meshca = (await import('meshca' as string)) as typeof import('../../src/index.js');
+    assert.ok(existsSync(join(meshca.PROTO_DIR, 'istio/v1/auth/ca.proto')), meshca.PROTO_DIR);
+    assert.ok(existsSync(join(meshca.PROTO_DIR, 'spiffe/workload/workload.proto')));
+    const cwd = process.cwd();
+    try {
+      process.chdir(tmpdir());
+      const { loadSync } = await import('@grpc/proto-loader');
+      const definition = loadSync('istio/v1/auth/ca.proto', { keepCase: true, includeDirs: [meshca.PROTO_DIR] });
+      assert.ok(definition['istio.v1.auth.IstioCertificateService']);
+    } finally {
+      process.chdir(cwd);
+    }
   });
 });

@@ -1,11 +1,10 @@
-import { fileURLToPath } from 'node:url';
 import { loadPackageDefinition } from '@grpc/grpc-js';
 import { loadSync, type Options } from '@grpc/proto-loader';
 import type { ProtoGrpcType as IstioCaProto } from '../../generated/istio-ca/ca.js';
 import type { ProtoGrpcType as WorkloadProto } from '../../generated/workload/workload.js';
+import { PROTO_DIR } from '../../proto-dir.js';
 
-/** `proto/` at the package root: the same relative path from `src/` (tsx) and from `dist/`. */
-export const PROTO_DIR = fileURLToPath(new URL('../../../proto/', import.meta.url));
+export { PROTO_DIR };
 
 /** Must match the flags of `npm run gen:proto`, or the generated types lie. */
 export const PROTO_LOADER_OPTIONS: Options = {
