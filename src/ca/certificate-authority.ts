@@ -1,4 +1,5 @@
 import { randomBytes as nodeRandomBytes, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { isIP } from 'node:net';
 import { systemClock, type Clock } from '../clock.js';
 import { CaNotReadyError, IdentityMismatchError, TtlError } from '../errors.js';
 import { isRsaKind, keyKindOf } from '../pki/algorithms.js';
@@ -126,7 +127,7 @@ export class CertificateAuthority {
   #prepare(
     spki: Uint8Array,
     ttlSeconds: number,
-    names: { uri?: string; dnsNames?: readonly string[]; keyEncipherment: boolean },
+    names: { uri?: string; dnsNames?: readonly string[]; ipAddresses?: readonly Uint8Array[]; keyEncipherment: boolean },
   ): { tbs: Uint8Array; notBefore: Date; notAfter: Date; serial: string } {
     const now = this.#clock.now().getTime();
     if (now >= this.authority.notAfter.getTime()) {
@@ -158,7 +159,11 @@ export class CertificateAuthority {
    * a key the CA generated itself, so clients verify the CA against `root-cert.pem` as they
    * verify any workload.
    */
-  async issueServingCertificate(publicKey: KeyObject, options: { dnsNames: readonly string[]; uri?: string; ttlSeconds: number }): Promise<IssuedServingCertificate> {
+  async issueServingCertificate(
+    publicKey: KeyObject,
+    options: { dnsNames: readonly string[]; ipAddresses?: readonly string[]; uri?: string; ttlSeconds: number },
+  ): Promise<IssuedServingCertificate> {
+    const ipAddresses = (options.ipAddresses ?? []).map(ipAddressBytes);
     for (const name of options.dnsNames) {
       if (!/^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/i.test(name) || name.length > 253) {
         throw new TypeError(`invalid DNS name ${JSON.stringify(name)}`);
@@ -170,6 +175,7 @@ export class CertificateAuthority {
     const { tbs, notBefore, notAfter, serial } = this.#prepare(spki, options.ttlSeconds, {
       ...(options.uri === undefined ? {} : { uri: options.uri }),
       dnsNames: options.dnsNames,
+      ipAddresses,
       keyEncipherment: isRsaKind(kind),
     });
     const certificate = await this.#signTbs(tbs);
@@ -182,6 +188,26 @@ export class CertificateAuthority {
     serial[0] = (serial[0]! & 0x7f) || 0x01;
     return serial;
   }
+}
+
+/** An IPv4 or IPv6 address as the 4 or 16 bytes of an iPAddress SAN (RFC 5280 4.2.1.6). */
+function ipAddressBytes(address: string): Uint8Array {
+  const kind = isIP(address);
+  if (kind === 4) return Uint8Array.from(address.split('.').map(Number));
+  if (kind !== 6 || address.includes('%')) throw new TypeError(`invalid IP address ${JSON.stringify(address)}`);
+  // Expand '::' and any embedded IPv4 tail into eight groups.
+  const [head = '', tail = ''] = address.split('::');
+  const groups = (part: string): number[] =>
+    part === '' ? [] : part.split(':').flatMap((g) => (g.includes('.') ? ((b) => [(b[0]! << 8) | b[1]!, (b[2]! << 8) | b[3]!])(g.split('.').map(Number)) : [parseInt(g, 16)]));
+  const left = groups(head);
+  const right = groups(tail);
+  const all = address.includes('::') ? [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right] : left;
+  const out = new Uint8Array(16);
+  all.forEach((g, i) => {
+    out[i * 2] = g >> 8;
+    out[i * 2 + 1] = g & 0xff;
+  });
+  return out;
 }
 
 /**

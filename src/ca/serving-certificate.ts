@@ -18,6 +18,8 @@ export interface ServingCertificateOptions {
   /** Read at each renewal, so a CA whose authority rotates can be passed as a delegating view. */
   readonly ca: Pick<CertificateAuthority, 'issueServingCertificate' | 'rootsPem'>;
   readonly dnsNames: readonly string[];
+  /** IP addresses clients may dial the CA by (`--ca-address 127.0.0.1:15012`). */
+  readonly ipAddresses?: readonly string[];
   readonly clock: Clock;
   /** Default 24 h, renewed at half its life like any workload SVID. */
   readonly ttlSeconds?: number;
@@ -71,7 +73,11 @@ export class ServingCertificateManager extends EventEmitter<{ update: [ServingCe
   async #renew(): Promise<void> {
     const { ca, clock, dnsNames } = this.#options;
     const { privateKey, publicKey } = await generateKey(this.#options.keyKind ?? 'ec-p256');
-    const issued = await ca.issueServingCertificate(publicKey, { dnsNames, ttlSeconds: this.#options.ttlSeconds ?? 86_400 });
+    const issued = await ca.issueServingCertificate(publicKey, {
+      dnsNames,
+      ipAddresses: this.#options.ipAddresses ?? [],
+      ttlSeconds: this.#options.ttlSeconds ?? 86_400,
+    });
     this.#current = Object.freeze({
       certChainPem: issued.certChainPem.join(''),
       keyPem: exportPrivateKeyPem(privateKey),

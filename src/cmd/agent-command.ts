@@ -9,13 +9,13 @@ import { readFile } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Command } from 'commander';
-import { Registry } from 'prom-client';
+import { Registry } from '../transport/prometheus.js';
 import { FederatedBundles, type FederatedBundleError } from '../agent/federated-bundles.js';
 import { SvidRotator, type SvidRotatorError, type X509SvidUpdate } from '../agent/svid-rotator.js';
 import type { Clock } from '../clock.js';
 import { parseAgentConfig, type AgentConfig, type AgentOptionValues } from '../config/agent-config.js';
 import { formatDuration } from '../config/duration.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, isIdentityError } from '../errors.js';
 import { createFileBundleSource } from '../files/bundle-file.js';
 import { createFederatedBundleSource } from '../files/federated-bundles.js';
 import { runPostRotationHook, writeSvidFiles } from '../files/svid-files.js';
@@ -26,6 +26,7 @@ import { AgentMetrics } from '../transport/agent-metrics.js';
 import { createGrpcCaClient, type GrpcCaClient } from '../transport/grpc/ca-client.js';
 import type { WorkloadApiServer } from '../transport/grpc/workload-api-server.js';
 import { createHealthServer } from '../transport/health-server.js';
+import { errorLogFields } from '../transport/status.js';
 import { addAgentOptions } from './agent-options.js';
 import { waitForStopSignal, type CliIo } from './cli-common.js';
 
@@ -138,8 +139,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     });
   };
 
+  let lastFailure: string | undefined;
   rotator.on('update', (update) => {
     if (update.reason === 'svid') {
+      lastFailure = undefined;
       metrics.rotations.inc();
       logger.info(
         {
@@ -167,23 +170,34 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       caClient.updateRootCertPem(pem);
     }
   });
+  // A failure that repeats the previous one word for word (a CA still down, a name still
+  // wrong) is logged at debug: the first line said it, the metric counts the rest. The stack of a
+  // coded error says nothing an operator can act on, so it is only logged at debug.
   rotator.on('error', (event: SvidRotatorError) => {
     const fields = {
-      err: event.error,
+      ...errorLogFields(event.error),
       attempt: event.attempt,
       nextAttemptAt: event.nextAttemptAt?.toISOString(),
       svidValid: event.svidValid,
     };
+    const err = event.error;
+    const said = isIdentityError(err) ? `${event.kind}:${err.code}:${err.rule ?? ''}:${err.message}` : undefined;
+    const repeated = said !== undefined && said === lastFailure;
+    lastFailure = said;
+    logger.debug({ err: event.error, attempt: event.attempt }, 'CA call failure detail');
     if (event.kind === 'rotation') {
       metrics.failures.inc();
-      logger.warn(fields, event.svidValid ? 'SVID rotation failed; still serving the current SVID' : 'cannot obtain an SVID; retrying');
+      const message = event.svidValid ? 'SVID rotation failed; still serving the current SVID' : 'cannot obtain an SVID; retrying';
+      if (repeated) logger.debug(fields, `${message} (same failure again)`);
+      else logger.warn(fields, message);
     } else if (event.kind === 'expired') {
       logger.error(fields, 'the X.509-SVID expired without a replacement; workloads have no identity until the CA answers');
+    } else if (repeated) {
+      logger.debug(fields, 'cannot read the trust bundle; keeping the last good one (same failure again)');
     } else {
       logger.warn(fields, 'cannot read the trust bundle; keeping the last good one');
     }
   });
-
   federation?.on('error', (event: FederatedBundleError) => {
     logger.warn(
       {

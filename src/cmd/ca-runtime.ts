@@ -176,7 +176,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     bundleRoots: () => snapshot.bundle.roots,
     now: () => clock.now(),
   });
-  const serving = new ServingCertificateManager({ ca: signer, dnsNames: config.servingDnsNames, clock, logger });
+  const serving = new ServingCertificateManager({ ca: signer, dnsNames: config.servingDnsNames, ipAddresses: config.servingIpAddresses, clock, logger });
   const material = await serving.start();
 
   // The per-call deadline leaves room for authentication's own timeout to report first.

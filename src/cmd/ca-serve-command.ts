@@ -31,6 +31,13 @@ export function buildCaServeCommand(io: CliIo): Command {
         `meshca.${namespace}.svc,meshca.${namespace}.svc.cluster.local,localhost`,
       ),
     )
+    .addOption(
+      opt(
+        '--serving-ip-addresses <list>',
+        'IP addresses in the CA serving certificate, beside the ones it listens on (loopback for 0.0.0.0)',
+        'MESHCA_SERVING_IP_ADDRESSES',
+      ),
+    )
     .addOption(opt('--default-ttl <duration>', 'SVID lifetime when none is requested', 'MESHCA_DEFAULT_TTL', '24h'))
     .addOption(opt('--max-ttl <duration>', 'longest SVID lifetime a workload may request', 'MESHCA_MAX_TTL', '168h'))
     .addOption(opt('--rate-limit <per-second>', 'sustained requests per second per identity (0 = off)', 'MESHCA_RATE_LIMIT', '50'))

@@ -17,7 +17,7 @@ import type { X509Source } from '../tls/index.js';
 
 /**
  * What a proxy loads when it starts, not before: `meshca --help` and every other command stay
- * free of undici, prom-client and the policy compilers.
+ * free of undici, the metrics and the policy compilers.
  */
 export async function loadProxyModules() {
   const [policyFile, policy, scope, health, inbound, outbound, reloader, metrics, spiffeId, trustDomainFlag, tls] = await Promise.all([

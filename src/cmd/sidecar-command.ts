@@ -216,7 +216,7 @@ export interface SidecarDeps {
  * `signal` aborted the wait; throws (having stopped whatever started) when a part cannot start.
  */
 export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Promise<RunningSidecar | undefined> {
-  const [m, { startAgent }, { Registry }] = await Promise.all([loadProxyModules(), import('./agent-command.js'), import('prom-client')]);
+  const [m, { startAgent }, { Registry }] = await Promise.all([loadProxyModules(), import('./agent-command.js'), import('../transport/prometheus.js')]);
   const { clock, logger } = deps;
   const closers = new Closers();
   try {

@@ -1,4 +1,5 @@
 import { parseListen, type ListenAddress } from './listen.js';
+import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { ConfigError } from '../errors.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/trust-domain.js';
@@ -21,6 +22,11 @@ export interface CaServeConfig {
   /** Longest wait for the authentication backend (API server, JWKS endpoint) per request. */
   readonly authTimeoutMs: number;
   readonly servingDnsNames: readonly string[];
+  /**
+   * IP addresses in the serving certificate: `--serving-ip-addresses`, the IP literals the CA
+   * listens on, and loopback when it listens on every address.
+   */
+  readonly servingIpAddresses: readonly string[];
   readonly insecure: boolean;
   readonly defaultTtlSeconds: number;
   readonly maxTtlSeconds: number;
@@ -53,6 +59,21 @@ export const LOOPBACK_CA_OPTIONS: RawCaServeOptions = Object.freeze({
   rateLimit: '50',
   rateBurst: '500',
 });
+
+/**
+ * The addresses a client can dial this CA by: those named, each IP the CA listens on, and
+ * loopback for a wildcard listener (an operator's `--ca-address 127.0.0.1:15012` on the node).
+ */
+function servingIps(explicit: readonly string[], listenHosts: readonly string[]): string[] {
+  const ips = new Set(explicit.filter((ip) => isIP(ip) !== 0 && !ip.includes('%')));
+  for (const host of listenHosts) {
+    const bare = host.replace(/^\[(.*)\]$/, '$1');
+    if (bare === '0.0.0.0') ips.add('127.0.0.1');
+    else if (bare === '::') ips.add('127.0.0.1').add('::1');
+    else if (isIP(bare) !== 0) ips.add(bare);
+  }
+  return [...ips];
+}
 
 function listenOrDefault(value: unknown, flag: string, problems: string[]): ListenAddress {
   return parseListen(value, flag, problems) ?? { host: '127.0.0.1', port: 0 };
@@ -113,11 +134,15 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
     problems.push(`--signing-workers ${JSON.stringify(workersRaw)} must be auto or a whole number 0..64`);
   }
   if (servingDnsNames.length === 0) problems.push('--serving-dns-names must name at least one DNS name');
+  const grpcListen = listenOrDefault(raw['grpcListen'], '--grpc-listen', problems);
+  const httpListen = listenOrDefault(raw['httpListen'], '--http-listen', problems);
+  const explicitIps = list(raw['servingIpAddresses']);
+  for (const ip of explicitIps) if (isIP(ip) === 0 || ip.includes('%')) problems.push(`--serving-ip-addresses: ${JSON.stringify(ip)} is not an IP address`);
   const config: CaServeConfig = {
     dataDir: String(raw['dataDir']),
     trustDomain: trustDomain ?? parseTrustDomain('invalid'),
-    grpcListen: listenOrDefault(raw['grpcListen'], '--grpc-listen', problems),
-    httpListen: listenOrDefault(raw['httpListen'], '--http-listen', problems),
+    grpcListen,
+    httpListen,
     auth: auth as AuthMode,
     audiences,
     jwksFile,
@@ -126,6 +151,7 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
     kubeconfig: raw['kubeconfig'] === undefined ? undefined : String(raw['kubeconfig']),
     authTimeoutMs: authTimeoutSeconds * 1000,
     servingDnsNames,
+    servingIpAddresses: servingIps(explicitIps, [grpcListen.host, httpListen.host]),
     insecure: bool(raw['insecure']),
     defaultTtlSeconds,
     maxTtlSeconds,

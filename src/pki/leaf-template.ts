@@ -28,6 +28,8 @@ export interface LeafFields {
   readonly uri?: string;
   /** DNS names, for the CA's own serving certificates; workload SVIDs carry none. */
   readonly dnsNames?: readonly string[];
+  /** IP addresses (4 or 16 bytes each), for serving certificates dialled by address. */
+  readonly ipAddresses?: readonly Uint8Array[];
   /** RSA keys also get keyEncipherment, as Istio issues them (TLS 1.2 RSA key exchange). */
   readonly keyEncipherment: boolean;
 }
@@ -79,6 +81,10 @@ export class LeafTemplate {
     const names: Uint8Array[] = [];
     if (fields.uri !== undefined) names.push(encodeTlv(0x86, Buffer.from(fields.uri, 'latin1')));
     for (const dns of fields.dnsNames ?? []) names.push(encodeTlv(0x82, Buffer.from(dns, 'latin1')));
+    for (const ip of fields.ipAddresses ?? []) {
+      if (ip.length !== 4 && ip.length !== 16) throw new TypeError('an IP address SAN is 4 or 16 bytes');
+      names.push(encodeTlv(0x87, ip));
+    }
     if (names.length === 0) throw new TypeError('a leaf needs a URI or DNS name');
     const san = encodeSequence(SAN_OID, DER_TRUE, encodeOctetString(encodeSequence(...names)));
     const extensions = encodeTlv(

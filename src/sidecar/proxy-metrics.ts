@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from '../transport/prometheus.js';
 import { collectProcessMetrics } from '../transport/process-metrics.js';
 import type { AccessRecord } from '../proxy/access-log.js';
 

@@ -3,7 +3,7 @@
  * lifetimes. They register on the registry they are given, so `meshca sidecar` serves them
  * beside the proxy's on one `/metrics`.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from './prometheus.js';
 import type { FederatedBundles } from '../agent/federated-bundles.js';
 import type { SvidRotator } from '../agent/svid-rotator.js';
 import type { Clock } from '../clock.js';

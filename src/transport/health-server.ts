@@ -4,7 +4,7 @@
  * `/readyz` answers like `/ready`, the name the CA uses.
  */
 import { createServer, type Server } from 'node:http';
-import type { Registry } from 'prom-client';
+import type { Registry } from './prometheus.js';
 
 export interface HealthServerOptions {
   /** Undefined when ready; otherwise why not, one line. */

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from './prometheus.js';
 import { collectProcessMetrics } from './process-metrics.js';
 
 /**

@@ -133,6 +133,26 @@ describe('gRPC CA client', () => {
     }
   });
 
+  test('a CA certificate that does not name the host dialled: one message with its names and the flag that fixes it', async () => {
+    const byIp = createGrpcCaClient({ address: server.address, rootCertPem: mesh.rootPem, timeoutMs: 5000 });
+    const requestsBefore = server.requests.length;
+    try {
+      const err = await byIp.createCertificate({ csrPem: newCsr(), token: await token() }).then(
+        () => assert.fail('issued over a connection whose server name was not verified'),
+        (e: unknown) => e,
+      );
+      assert.ok(isIdentityError(err), String(err));
+      assert.equal(err.code, 'ERR_CA_NOT_READY');
+      assert.equal(err.rule, 'server-name-mismatch');
+      const host = server.address.replace(/:\d+$/, '');
+      assert.equal(err.message, `CA at ${server.address}: its serving certificate is not valid for "${host}" (it names DNS:localhost); dial one of its names, or set --ca-server-name to one of them`);
+      assert.equal(err.message.split('ERR_TLS').length, 1, 'no repeated node error text');
+      assert.equal(server.requests.length, requestsBefore, 'the token never reached the server');
+    } finally {
+      byIp.close();
+    }
+  });
+
   test('maps a missed deadline to ERR_CA_NOT_READY / deadline-exceeded, and honours abort', async () => {
     const quick = createGrpcCaClient({ address: server.address, rootCertPem: mesh.rootPem, serverName: 'localhost', timeoutMs: 300 });
     server.stall = true;
@@ -466,6 +486,77 @@ describe('Workload API server', () => {
       assert.equal(listeners.size, 0, 'unsubscribed');
     } finally {
       client.close();
+    }
+  });
+});
+
+describe('the CA serving certificate and the addresses a user types', () => {
+  test('--ca-address 127.0.0.1:<port> verifies: the certificate names the IP the CA listens on', async () => {
+    const { startTestCa } = await import('../helpers/test-ca-server.js');
+    const ca = await startTestCa();
+    const port = ca.grpcAddress.replace(/^.*:/, '');
+    const client = createGrpcCaClient({ address: `127.0.0.1:${port}`, rootCertPem: await readFile(join(ca.dataDir, 'root-cert.pem'), 'utf8'), timeoutMs: 5000 });
+    try {
+      const csrPem = newCsr(['spiffe://cluster.local/ns/default/sa/helloworld']);
+      const { certChainPem } = await client.createCertificate({ csrPem, token: await ca.mint({ serviceAccount: 'helloworld', ttlSeconds: 600 }) });
+      assert.equal(parseX509Svid(certChainPem.join('')).id.toString(), 'spiffe://cluster.local/ns/default/sa/helloworld');
+      const served = await openssl(['s_client', '-connect', `127.0.0.1:${port}`, '-alpn', 'h2', '-showcerts'], '');
+      const leaf = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(served.stdout)?.[0];
+      assert.ok(leaf, served.stdout + served.stderr);
+      assert.match(new X509Certificate(leaf).subjectAltName ?? '', /IP Address:127\.0\.0\.1/);
+    } finally {
+      client.close();
+      await ca.close();
+    }
+  });
+});
+
+describe('the agent when the CA certificate does not name what it dials', () => {
+  test('says so once at warn, with the names and the flag, no stack; the same failure again only at debug', async () => {
+    const { startTestCa, LogCapture } = await import('../helpers/test-ca-server.js');
+    const { createLogger } = await import('../../src/log.js');
+    const { parseAgentConfig } = await import('../../src/config/agent-config.js');
+    const { systemClock } = await import('../../src/clock.js');
+    const ca = await startTestCa();
+    const dir = await mkdtemp(join(tmpdir(), 'meshca-name-'));
+    const logs = new LogCapture();
+    await writeFile(join(dir, 'token'), await ca.mint({ serviceAccount: 'sleep', ttlSeconds: 600 }), { mode: 0o600 });
+    const agent = await startAgent(
+      parseAgentConfig({
+        caAddress: ca.grpcAddress,
+        caServerName: 'meshca.example.internal',
+        trustDomain: 'cluster.local',
+        caRoot: join(ca.dataDir, 'root-cert.pem'),
+        tokenFile: join(dir, 'token'),
+        out: join(dir, 'out'),
+        svidTtl: '1h',
+        key: 'ec-p256',
+        hookTimeout: '10s',
+        insecure: false,
+        caTimeout: '5s',
+        bundleRefresh: '1h',
+      }),
+      { clock: systemClock, logger: createLogger({ level: 'warn', destination: logs }) },
+    );
+    try {
+      let failures = 0;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`only ${failures} failures in 15 s`)), 15_000);
+        agent.rotator.on('error', () => {
+          if (++failures === 3) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      const warned = logs.lines.filter((l) => l['errRule'] === 'server-name-mismatch');
+      assert.equal(warned.length, 1, JSON.stringify(logs.lines));
+      assert.match(String(warned[0]!['errMessage']), /not valid for "meshca.example.internal" \(it names DNS:localhost, DNS:meshca\.meshca\.svc, IP Address:127\.0\.0\.1\); dial one of its names, or set --ca-server-name/);
+      assert.ok(!logs.raw.some((line) => line.includes('"stack"')), 'no stack at warn');
+    } finally {
+      await agent.close();
+      await ca.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,10 +1,10 @@
 /**
  * The agent's `CaClient` over Istio's CA API: `istio.v1.auth.IstioCertificateService/
  * CreateCertificate` with the workload's token as `authorization: Bearer`, over TLS verified
- * against the mesh root (or plaintext when explicitly asked). gRPC statuses become the coded
- * errors the rotator understands; nothing above this file sees grpc-js.
+ * against the mesh root (or plaintext when explicitly asked). It speaks gRPC over `node:http2`
+ * itself (unary-channel.ts, protobuf-wire.ts): the agent and the sidecar load no grpc-js for it.
+ * gRPC statuses become the coded errors the rotator understands.
  */
-import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
 import type { CaClient, CreateCertificateRequest, CreateCertificateResult } from '../../agent/ports.js';
 import {
   AuthnError,
@@ -14,8 +14,11 @@ import {
   RateLimitedError,
   type IdentityError,
 } from '../../errors.js';
-import type { IstioCertificateServiceClient } from '../../generated/istio-ca/istio/v1/auth/IstioCertificateService.js';
-import { loadIstioCaProto } from './protos.js';
+import { GrpcStatus } from '../status.js';
+import { decodeIstioCertificateResponse, encodeIstioCertificateRequest, ProtobufDecodeError } from './protobuf-wire.js';
+import { UnaryChannel, type ConnectionFailure, type UnaryResult } from './unary-channel.js';
+
+const CREATE_CERTIFICATE = '/istio.v1.auth.IstioCertificateService/CreateCertificate';
 
 export interface GrpcCaClientOptions {
   /** gRPC target, `host:port` (e.g. `istiod.istio-system.svc:15012`). */
@@ -33,7 +36,7 @@ export interface GrpcCaClientOptions {
 export interface GrpcCaClient extends CaClient {
   /**
    * Trusts new roots for the CA's serving certificate from now on (the mesh root rotated).
-   * Calls in flight finish on the old channel.
+   * Calls in flight finish on the old connection.
    */
   updateRootCertPem(rootCertPem: string): void;
   close(): void;
@@ -49,87 +52,48 @@ export function createGrpcCaClient(options: GrpcCaClientOptions): GrpcCaClient {
   }
   const timeoutMs = options.timeoutMs ?? DEFAULT_CA_TIMEOUT_MS;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new TypeError(`timeoutMs must be positive, got ${timeoutMs}`);
-  const channelOptions: ChannelOptions =
-    serverName === undefined ? {} : { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName };
-  const Service = loadIstioCaProto().istio.v1.auth.IstioCertificateService;
-  const connect = (creds: ChannelCredentials): IstioCertificateServiceClient => new Service(address, creds, channelOptions);
-  const tlsCredentials = (pem: string): ChannelCredentials => {
+  const checkRoots = (pem: string): string => {
     if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new TypeError('rootCertPem holds no PEM certificate');
-    return credentials.createSsl(Buffer.from(pem));
+    return pem;
   };
-
-  let creds = options.insecure === true ? credentials.createInsecure() : tlsCredentials(options.rootCertPem!);
-  let client = connect(creds);
+  const channel = new UnaryChannel({
+    address,
+    ...(options.insecure === true ? {} : { rootCertPem: checkRoots(options.rootCertPem!) }),
+    ...(serverName === undefined ? {} : { serverName }),
+  });
   let closed = false;
-  // Calls in flight per channel, so a channel replaced by updateRootCertPem is closed only
-  // after its last call has settled.
-  const inFlight = new Map<IstioCertificateServiceClient, number>();
-  const retired = new Set<IstioCertificateServiceClient>();
-  const settle = (channel: IstioCertificateServiceClient): void => {
-    const left = (inFlight.get(channel) ?? 1) - 1;
-    if (left > 0) {
-      inFlight.set(channel, left);
-      return;
-    }
-    inFlight.delete(channel);
-    if (retired.delete(channel)) channel.close();
-  };
 
   return {
-    createCertificate(request: CreateCertificateRequest): Promise<CreateCertificateResult> {
+    async createCertificate(request: CreateCertificateRequest): Promise<CreateCertificateResult> {
       const { signal } = request;
-      if (closed) return Promise.reject(new CaNotReadyError('the CA client is closed', { rule: 'closed' }));
-      if (signal?.aborted) return Promise.reject(signal.reason);
-      const metadata = new Metadata();
-      metadata.set('authorization', `Bearer ${request.token}`);
-      const message = {
-        csr: request.csrPem,
+      if (closed) throw new CaNotReadyError('the CA client is closed', { rule: 'closed' });
+      if (signal?.aborted) throw signal.reason;
+      const result = await channel.call({
+        path: CREATE_CERTIFICATE,
         // proto3 default 0 means "the CA's default lifetime", as in Istio.
-        validity_duration: request.ttlSeconds ?? 0,
-      };
-      const channel = client;
-      inFlight.set(channel, (inFlight.get(channel) ?? 0) + 1);
-      return new Promise((resolve, reject) => {
-        const onAbort = (): void => call.cancel();
-        const call = channel.CreateCertificate(message, metadata, { deadline: new Date(Date.now() + timeoutMs) }, (err, response) => {
-          signal?.removeEventListener('abort', onAbort);
-          // A channel that could not reach the CA keeps grpc-js's reconnect backoff (up to 2 min),
-          // and answers the next attempts from it with a stale error after the CA is back. The
-          // rotator has its own backoff: give its next attempt a fresh channel.
-          if (err?.code === GrpcStatus.UNAVAILABLE && channel === client && !closed) {
-            client = connect(creds);
-            retired.add(channel);
-          }
-          settle(channel);
-          if (signal?.aborted) {
-            reject(signal.reason);
-            return;
-          }
-          if (err) {
-            reject(caErrorFromGrpc(err, address));
-            return;
-          }
-          resolve({ certChainPem: Object.freeze([...(response?.cert_chain ?? [])]) });
-        });
-        signal?.addEventListener('abort', onAbort, { once: true });
+        message: encodeIstioCertificateRequest({ csr: request.csrPem, validitySeconds: request.ttlSeconds ?? 0 }),
+        metadata: { authorization: `Bearer ${request.token}` },
+        timeoutMs,
+        ...(signal === undefined ? {} : { signal }),
       });
+      if (signal?.aborted) throw signal.reason;
+      if (result.status !== GrpcStatus.OK) throw caErrorFromGrpc(result, { address, serverName });
+      try {
+        return { certChainPem: Object.freeze(decodeIstioCertificateResponse(result.message).certChain) };
+      } catch (err) {
+        if (!(err instanceof ProtobufDecodeError)) throw err;
+        throw new CaNotReadyError(`CA at ${address} sent a malformed IstioCertificateResponse: ${err.message}`, { rule: 'ca-error', cause: err });
+      }
     },
 
     updateRootCertPem(rootCertPem: string): void {
       if (options.insecure === true) throw new TypeError('a plaintext CA client has no roots to update');
-      creds = tlsCredentials(rootCertPem);
-      const next = connect(creds);
-      const previous = client;
-      client = next;
-      if (inFlight.has(previous)) retired.add(previous);
-      else previous.close();
+      channel.updateRootCertPem(checkRoots(rootCertPem));
     },
 
     close(): void {
       closed = true;
-      client.close();
-      for (const channel of retired) channel.close();
-      retired.clear();
+      channel.close();
     },
   };
 }
@@ -138,11 +102,16 @@ export function createGrpcCaClient(options: GrpcCaClientOptions): GrpcCaClient {
  * The CA's gRPC status as a coded error. Transient conditions are `ERR_CA_NOT_READY` (retry
  * with backoff); the CA's verdicts keep their meaning so logs say what to fix.
  */
-export function caErrorFromGrpc(err: ServiceError, address: string): IdentityError {
-  const details = err.details || err.message;
-  const what = `CA at ${address}`;
-  switch (err.code) {
+export function caErrorFromGrpc(
+  result: Exclude<UnaryResult, { status: typeof GrpcStatus.OK }>,
+  target: { readonly address: string; readonly serverName?: string | undefined },
+): IdentityError {
+  const { details } = result;
+  const what = `CA at ${target.address}`;
+  const err = new Error(`${GRPC_STATUS_NAME[result.status] ?? result.status}: ${details}`);
+  switch (result.status) {
     case GrpcStatus.UNAVAILABLE:
+      if (result.cause?.code === 'ERR_TLS_CERT_ALTNAME_INVALID') return nameMismatch(what, target, result.cause);
       return new CaNotReadyError(`${what} is unavailable: ${details}`, { rule: 'unavailable', cause: err });
     case GrpcStatus.DEADLINE_EXCEEDED:
       return new CaNotReadyError(`${what} did not answer before the deadline`, { rule: 'deadline-exceeded', cause: err });
@@ -160,6 +129,22 @@ export function caErrorFromGrpc(err: ServiceError, address: string): IdentityErr
         cause: err,
       });
     default:
-      return new CaNotReadyError(`${what} failed: ${GrpcStatus[err.code] ?? err.code}: ${details}`, { rule: 'ca-error', cause: err });
+      return new CaNotReadyError(`${what} failed: ${err.message}`, { rule: 'ca-error', cause: err });
   }
+}
+
+const GRPC_STATUS_NAME: Readonly<Record<number, string>> = Object.fromEntries(Object.entries(GrpcStatus).map(([name, code]) => [code, name]));
+
+/**
+ * The CA's certificate does not name the host dialled: say which names it has and the flag
+ * that picks one, since retrying cannot fix it.
+ */
+function nameMismatch(what: string, target: { readonly address: string; readonly serverName?: string | undefined }, cause: ConnectionFailure): IdentityError {
+  const names = cause.peerCertificate?.subjectaltname;
+  const host = target.serverName ?? target.address.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  return new CaNotReadyError(
+    `${what}: its serving certificate is not valid for ${JSON.stringify(host)}` +
+      `${names ? ` (it names ${names})` : ''}; dial one of its names, or set --ca-server-name to one of them`,
+    { rule: 'server-name-mismatch', cause: new Error(cause.message) },
+  );
 }
