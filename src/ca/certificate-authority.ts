@@ -1,10 +1,10 @@
 import { randomBytes as nodeRandomBytes, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { isIP } from 'node:net';
 import { systemClock, type Clock } from '../clock.js';
 import { CaNotReadyError, IdentityMismatchError, TtlError } from '../errors.js';
 import { isRsaKind, keyKindOf } from '../pki/algorithms.js';
 import type { Authority } from '../pki/authority.js';
 import { checkCsrKey, DEFAULT_MAX_CSR_BYTES, parseCsr, verifyCsrSignature, type Csr } from '../pki/csr.js';
+import { ipAddressBytes } from '../pki/ip-address.js';
 import { LeafTemplate } from '../pki/leaf-template.js';
 import { encodePem } from '../pki/pem.js';
 import type { SpiffeId } from '../spiffe/spiffe-id.js';
@@ -163,7 +163,11 @@ export class CertificateAuthority {
     publicKey: KeyObject,
     options: { dnsNames: readonly string[]; ipAddresses?: readonly string[]; uri?: string; ttlSeconds: number },
   ): Promise<IssuedServingCertificate> {
-    const ipAddresses = (options.ipAddresses ?? []).map(ipAddressBytes);
+    const ipAddresses = (options.ipAddresses ?? []).map((ip) => {
+      const bytes = ipAddressBytes(ip);
+      if (bytes === undefined) throw new TypeError(`invalid IP address ${JSON.stringify(ip)}`);
+      return bytes;
+    });
     for (const name of options.dnsNames) {
       if (!/^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/i.test(name) || name.length > 253) {
         throw new TypeError(`invalid DNS name ${JSON.stringify(name)}`);
@@ -188,26 +192,6 @@ export class CertificateAuthority {
     serial[0] = (serial[0]! & 0x7f) || 0x01;
     return serial;
   }
-}
-
-/** An IPv4 or IPv6 address as the 4 or 16 bytes of an iPAddress SAN (RFC 5280 4.2.1.6). */
-function ipAddressBytes(address: string): Uint8Array {
-  const kind = isIP(address);
-  if (kind === 4) return Uint8Array.from(address.split('.').map(Number));
-  if (kind !== 6 || address.includes('%')) throw new TypeError(`invalid IP address ${JSON.stringify(address)}`);
-  // Expand '::' and any embedded IPv4 tail into eight groups.
-  const [head = '', tail = ''] = address.split('::');
-  const groups = (part: string): number[] =>
-    part === '' ? [] : part.split(':').flatMap((g) => (g.includes('.') ? ((b) => [(b[0]! << 8) | b[1]!, (b[2]! << 8) | b[3]!])(g.split('.').map(Number)) : [parseInt(g, 16)]));
-  const left = groups(head);
-  const right = groups(tail);
-  const all = address.includes('::') ? [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right] : left;
-  const out = new Uint8Array(16);
-  all.forEach((g, i) => {
-    out[i * 2] = g >> 8;
-    out[i * 2 + 1] = g & 0xff;
-  });
-  return out;
 }
 
 /**

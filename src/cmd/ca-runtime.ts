@@ -19,7 +19,9 @@ import { SigningPool } from '../workers/signing-pool.js';
 import { caNotReadyReason } from '../ca/readiness.js';
 import { loadOrCreateJwtKeySecret } from '../k8s/jwt-key-secret.js';
 import type { JWK } from 'jose';
-import { bindServer, createCaGrpcServer, createRotatingServerCredentials } from '../transport/grpc/ca-server.js';
+import type { AddressInfo } from 'node:net';
+import { createCaGrpcServer, createRotatingServerCredentials, listenGrpc } from '../transport/grpc/ca-server.js';
+import { capConnections, ConnectionMetrics, httpServerLimits } from '../transport/connection-limits.js';
 import { buildHttpApp } from '../transport/http/app.js';
 import { CaMetrics } from '../transport/metrics.js';
 import { ServerCredentials } from '@grpc/grpc-js';
@@ -180,7 +182,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
   const material = await serving.start();
 
   // The per-call deadline leaves room for authentication's own timeout to report first.
-  const grpcServer = createCaGrpcServer({ issuance, logger, metrics, requestTimeoutMs: config.authTimeoutMs + 5000 });
+  const grpcServer = createCaGrpcServer({ issuance, logger, metrics, requestTimeoutMs: config.authTimeoutMs + 5000, idleTimeoutMs: config.limits.idleTimeoutMs });
   let grpcCredentials: ServerCredentials;
   if (config.insecure) {
     grpcCredentials = ServerCredentials.createInsecure();
@@ -189,8 +191,9 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     serving.on('update', (m) => rotating.update(m));
     grpcCredentials = rotating.credentials;
   }
-  const grpcHost = config.grpcListen.host.includes(':') ? `[${config.grpcListen.host}]` : config.grpcListen.host;
-  const grpcPort = await bindServer(grpcServer, `${grpcHost}:${config.grpcListen.port}`, grpcCredentials);
+  const connectionMetrics = new ConnectionMetrics(metrics.registry);
+  const grpcListener = await listenGrpc(grpcServer, grpcCredentials, config.grpcListen, config.limits, { logger, metrics: connectionMetrics });
+  const grpcPort = (grpcListener.address() as AddressInfo).port;
 
   let draining = false;
   let closing: Promise<void> | undefined;
@@ -218,8 +221,9 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
       ? {}
       : {
           serverFactory: (handler) => {
-            const server = createHttpsServer({ cert: material.certChainPem, key: material.keyPem, minVersion: 'TLSv1.2' }, handler);
+            const server = createHttpsServer({ cert: material.certChainPem, key: material.keyPem, minVersion: 'TLSv1.2', ...httpServerLimits(config.limits) }, handler);
             serving.on('update', (m) => server.setSecureContext({ cert: m.certChainPem, key: m.keyPem, minVersion: 'TLSv1.2' }));
+            capConnections(server, 'https', config.limits, { logger, metrics: connectionMetrics });
             return server as unknown as NodeServer;
           },
         }),
@@ -317,6 +321,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     await Promise.all([
       new Promise<void>((resolve) => {
         const force = setTimeout(() => grpcServer.forceShutdown(), 5000);
+        grpcListener.close();
         grpcServer.tryShutdown(() => {
           clearTimeout(force);
           resolve();

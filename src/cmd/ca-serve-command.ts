@@ -38,6 +38,10 @@ export function buildCaServeCommand(io: CliIo): Command {
         'MESHCA_SERVING_IP_ADDRESSES',
       ),
     )
+    .addOption(opt('--max-connections <n|auto>', 'open connections per listener (gRPC, HTTPS); auto: half the file-descriptor room each', 'MESHCA_MAX_CONNECTIONS', 'auto'))
+    .addOption(opt('--handshake-timeout <duration>', 'TLS handshake deadline, at most 10s', 'MESHCA_HANDSHAKE_TIMEOUT', '10s'))
+    .addOption(opt('--request-timeout <duration>', 'HTTPS: deadline for a whole request (headers within 10s)', 'MESHCA_REQUEST_TIMEOUT', '15s'))
+    .addOption(opt('--idle-timeout <duration>', 'a connection without requests in flight closes after this', 'MESHCA_IDLE_TIMEOUT', '60s'))
     .addOption(opt('--default-ttl <duration>', 'SVID lifetime when none is requested', 'MESHCA_DEFAULT_TTL', '24h'))
     .addOption(opt('--max-ttl <duration>', 'longest SVID lifetime a workload may request', 'MESHCA_MAX_TTL', '168h'))
     .addOption(opt('--rate-limit <per-second>', 'sustained requests per second per identity (0 = off)', 'MESHCA_RATE_LIMIT', '50'))

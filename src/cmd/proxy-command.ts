@@ -1,3 +1,4 @@
+import { parseProxyLimits } from '../config/listener-limits.js';
 import { Command, Option } from 'commander';
 import { systemClock } from '../clock.js';
 import { parseListen } from '../config/listen.js';
@@ -39,6 +40,8 @@ interface ProxyOptions {
   healthListen?: string;
   accessLog: boolean;
   maxConnectionAge?: string;
+  maxConnections?: string;
+  idleTimeout?: string;
   logLevel: string;
 }
 
@@ -65,6 +68,8 @@ export function buildProxyCommand(io: CliIo): Command {
     .addOption(new Option('--upstream-trust-domain <td>', 'outbound: accept any upstream in this trust domain'))
     .addOption(new Option('--health-listen <host:port>', 'serve GET /healthz, /ready and /metrics here').env('MESHCA_HEALTH_LISTEN'))
     .addOption(new Option('--no-access-log', 'do not log a line per request').env('MESHCA_NO_ACCESS_LOG'))
+    .addOption(new Option('--max-connections <n|auto>', 'open client connections; auto: 40% of the file-descriptor room').env('MESHCA_MAX_CONNECTIONS'))
+    .addOption(new Option('--idle-timeout <duration>', 'close a kept-alive client connection idle this long (default 60s)').env('MESHCA_IDLE_TIMEOUT'))
     .addOption(new Option('--max-connection-age <duration>', "close client connections after this long (default: when the client's certificate expires)").env('MESHCA_MAX_CONNECTION_AGE'))
     .addOption(new Option('--log-level <level>', 'log level').default(env['MESHCA_LOG_LEVEL'] ?? 'info'))
     .action(async (opts: ProxyOptions) => {
@@ -82,6 +87,7 @@ export function buildProxyCommand(io: CliIo): Command {
       if (opts.outbound && opts.policy) problems.push('--policy applies to the inbound proxy only');
       const labels = parseLabels(opts.workloadLabels, '--workload-labels', problems);
       const maxConnectionAgeMs = parseDurationMs(opts.maxConnectionAge, '--max-connection-age', problems);
+      const limits = parseProxyLimits(opts, problems);
       let trustDomain: TrustDomain | undefined;
       try {
         trustDomain = parseTrustDomainFlag(opts.trustDomain);
@@ -106,7 +112,7 @@ export function buildProxyCommand(io: CliIo): Command {
         closers.add(() => source.close());
         let started: StartedPart | undefined;
         const metrics = new m.ProxyMetrics({ defaultMetrics: true, openConnections: () => started?.server.openConnections?.() ?? 0 });
-        const common = { source, listen, upstream, accessLog: opts.accessLog, metrics, logger, closers };
+        const common = { source, listen, upstream, accessLog: opts.accessLog, metrics, logger, closers, limits };
         let reloader: PolicyReloader | undefined;
         if (opts.outbound) {
           started = await startOutbound(m, {

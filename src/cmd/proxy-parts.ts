@@ -7,6 +7,7 @@ import type { Server } from 'node:net';
 import type { Clock } from '../clock.js';
 import { parseDurationSeconds } from '../config/duration.js';
 import type { ListenAddress } from '../config/listen.js';
+import type { ListenerLimits } from '../config/listener-limits.js';
 import type { Logger } from '../log.js';
 import type { PolicyEngine } from '../policy/index.js';
 import type { WorkloadScope } from '../proxy/workload-scope.js';
@@ -20,7 +21,7 @@ import type { X509Source } from '../tls/index.js';
  * free of undici, the metrics and the policy compilers.
  */
 export async function loadProxyModules() {
-  const [policyFile, policy, scope, health, inbound, outbound, reloader, metrics, spiffeId, trustDomainFlag, tls] = await Promise.all([
+  const [policyFile, policy, scope, health, inbound, outbound, reloader, metrics, spiffeId, trustDomainFlag, tls, limits] = await Promise.all([
     import('../files/policy-file.js'),
     import('../policy/index.js'),
     import('../proxy/workload-scope.js'),
@@ -32,8 +33,9 @@ export async function loadProxyModules() {
     import('../spiffe/spiffe-id.js'),
     import('../config/trust-domain-flag.js'),
     import('../tls/index.js'),
+    import('../transport/connection-limits.js'),
   ]);
-  return { ...policyFile, ...policy, ...scope, ...health, ...inbound, ...outbound, ...reloader, ...metrics, ...spiffeId, ...trustDomainFlag, ...tls };
+  return { ...policyFile, ...policy, ...scope, ...health, ...inbound, ...outbound, ...reloader, ...metrics, ...spiffeId, ...trustDomainFlag, ...tls, ...limits };
 }
 export type ProxyModules = Awaited<ReturnType<typeof loadProxyModules>>;
 
@@ -111,6 +113,8 @@ export interface InboundPartOptions {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly closers: Closers;
+  /** The listener's connection cap and timeouts (--max-connections, --idle-timeout). */
+  readonly limits: ListenerLimits;
 }
 
 export interface StartedPart {
@@ -163,7 +167,9 @@ export async function startInbound(m: ProxyModules, o: InboundPartOptions): Prom
     ...(o.appPort === undefined ? {} : { appPort: o.appPort }),
     ...(o.maxConnectionAgeMs === undefined ? {} : { maxConnectionAgeMs: o.maxConnectionAgeMs }),
     ...(reloader === undefined ? {} : { policy: reloader }),
+    limits: o.limits,
   });
+  m.capConnections(server, 'inbound', o.limits, { logger: o.logger, metrics: o.metrics.connections });
   o.closers.add(() => closeServer(server));
   const port = await listenOn(server, o.listen, 'inbound proxy');
   return { server, port, reloader };
@@ -180,6 +186,8 @@ export interface OutboundPartOptions {
   readonly metrics: ProxyMetrics;
   readonly logger: Logger;
   readonly closers: Closers;
+  /** The listener's connection cap and timeouts (--max-connections, --idle-timeout). */
+  readonly limits: ListenerLimits;
 }
 
 export async function startOutbound(m: ProxyModules, o: OutboundPartOptions): Promise<StartedPart> {
@@ -193,7 +201,9 @@ export async function startOutbound(m: ProxyModules, o: OutboundPartOptions): Pr
     logger: o.logger,
     accessLog: o.accessLog,
     onRequest: o.metrics.record,
+    limits: o.limits,
   });
+  m.capConnections(server, 'outbound', o.limits, { logger: o.logger, metrics: o.metrics.connections });
   o.closers.add(() => closeServer(server));
   const port = await listenOn(server, o.listen, 'outbound proxy');
   return { server, port };

@@ -12,6 +12,7 @@ import { Command, Option } from 'commander';
 import type { Clock } from '../clock.js';
 import { parseAgentConfig, type AgentConfig, type AgentOptionValues } from '../config/agent-config.js';
 import { parseListen, type ListenAddress } from '../config/listen.js';
+import { parseProxyLimits, type ListenerLimits } from '../config/listener-limits.js';
 import { parseTrustDomainFlag } from '../config/trust-domain-flag.js';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -46,6 +47,8 @@ interface SidecarOptionValues extends AgentOptionValues {
   readonly workloadLabels?: string;
   readonly appPort?: string;
   readonly maxConnectionAge?: string;
+  readonly maxConnections?: string;
+  readonly idleTimeout?: string;
   readonly outboundListen?: string;
   readonly outboundUpstream?: string;
   readonly outboundSpiffeId?: string;
@@ -71,6 +74,7 @@ export interface SidecarConfig {
   readonly healthListen?: ListenAddress;
   readonly accessLog: boolean;
   readonly logLevel: string;
+  readonly limits: ListenerLimits;
 }
 
 /** Every problem with the flags, the agent's and the proxies', in one `ConfigError`. */
@@ -150,6 +154,7 @@ export function parseSidecarConfig(values: SidecarOptionValues): SidecarConfig {
     problems.push(`${values.outboundSpiffeId !== undefined ? '--outbound-spiffe-id' : '--outbound-trust-domain'} applies to the outbound proxy: give --outbound-listen and --outbound-upstream`);
   }
 
+  const limits = parseProxyLimits(values, problems);
   if (problems.length > 0 || agent === undefined) throw new ConfigError(problems);
   // The agent's --health-listen is the sidecar's one health endpoint, served here for all parts.
   const { healthListen, ...agentOnly } = agent;
@@ -160,6 +165,7 @@ export function parseSidecarConfig(values: SidecarOptionValues): SidecarConfig {
     ...(healthListen === undefined ? {} : { healthListen }),
     accessLog: values.accessLog,
     logLevel: values.logLevel,
+    limits,
   });
 }
 
@@ -179,6 +185,8 @@ export function buildSidecarCommand(io: CliIo): Command {
     .addOption(opt('--namespace <ns>', 'inbound: the pod namespace; must agree with the SVID', 'POD_NAMESPACE'))
     .addOption(opt('--workload-labels <k=v,...>', 'inbound: pod labels (app, version...) for policy selectors', 'MESHCA_WORKLOAD_LABELS'))
     .addOption(opt('--app-port <port>', "inbound: the app's port, which policies name in ports/toPorts (default: --inbound-upstream's port)", 'MESHCA_APP_PORT'))
+    .addOption(opt('--max-connections <n|auto>', 'open client connections per proxy listener; auto: 40% of the file-descriptor room each', 'MESHCA_MAX_CONNECTIONS'))
+    .addOption(opt('--idle-timeout <duration>', 'close a kept-alive client connection idle this long (default 60s)', 'MESHCA_IDLE_TIMEOUT'))
     .addOption(opt('--max-connection-age <duration>', "inbound: close client connections after this long (default: when the client's certificate expires)", 'MESHCA_MAX_CONNECTION_AGE'))
     .addOption(opt('--outbound-listen <host:port>', 'outbound: plain HTTP for the app, e.g. 127.0.0.1:15001', 'MESHCA_OUTBOUND_LISTEN'))
     .addOption(opt('--outbound-upstream <url>', 'outbound: the mTLS service, e.g. https://helloworld.default.svc:5000', 'MESHCA_OUTBOUND_UPSTREAM'))
@@ -252,7 +260,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
       }
       throw err;
     }
-    const common = { source, accessLog: config.accessLog, metrics, logger, closers };
+    const common = { source, accessLog: config.accessLog, metrics, logger, closers, limits: config.limits };
     let inboundPort: number | undefined;
     let outboundPort: number | undefined;
     if (config.inbound !== undefined) {

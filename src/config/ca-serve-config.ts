@@ -1,9 +1,10 @@
 import { parseListen, type ListenAddress } from './listen.js';
-import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { ConfigError } from '../errors.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/trust-domain.js';
 import { parseDurationSeconds } from './duration.js';
+import { isIpAddress } from '../pki/ip-address.js';
+import type { ListenerLimits } from './listener-limits.js';
 
 export type AuthMode = 'dev' | 'jwks' | 'tokenreview';
 
@@ -37,6 +38,8 @@ export interface CaServeConfig {
   readonly kubernetes: { readonly namespace: string; readonly podName: string } | undefined;
   /** Worker threads that verify CSRs and sign; 0 signs on the main thread. */
   readonly signingWorkers: number;
+  /** Connection cap, handshake, request and idle timeouts of the gRPC and HTTPS listeners. */
+  readonly limits: ListenerLimits;
   readonly logLevel: string;
 }
 
@@ -60,17 +63,39 @@ export const LOOPBACK_CA_OPTIONS: RawCaServeOptions = Object.freeze({
   rateBurst: '500',
 });
 
+/** The listeners' limits; each listener gets half the descriptor room when not told. */
+function parseLimits(raw: RawCaServeOptions, problems: string[], attempt: <T>(fallback: T, fn: () => T) => T): ListenerLimits {
+  const seconds = (key: string, flag: string, fallback: string): number => attempt(Number(fallback.replace('s', '')), () => parseDurationSeconds(String(raw[key] ?? fallback), flag));
+  const handshake = seconds('handshakeTimeout', '--handshake-timeout', '10s');
+  const request = seconds('requestTimeout', '--request-timeout', '15s');
+  const idle = seconds('idleTimeout', '--idle-timeout', '60s');
+  if (handshake < 1 || handshake > 10) problems.push('--handshake-timeout must be between 1s and 10s');
+  if (request < 1) problems.push('--request-timeout must be at least 1s');
+  if (idle < 1) problems.push('--idle-timeout must be at least 1s');
+  const capRaw = String(raw['maxConnections'] ?? 'auto');
+  const requested = capRaw === 'auto' ? undefined : Number(capRaw);
+  if (requested !== undefined && (!Number.isInteger(requested) || requested < 1)) problems.push(`--max-connections ${JSON.stringify(capRaw)} must be auto or a whole number >= 1`);
+  return {
+    maxConnections: requested,
+    connectionShare: 0.5,
+    handshakeTimeoutMs: handshake * 1000,
+    headersTimeoutMs: Math.min(10, request) * 1000,
+    requestTimeoutMs: request * 1000,
+    idleTimeoutMs: idle * 1000,
+  };
+}
+
 /**
  * The addresses a client can dial this CA by: those named, each IP the CA listens on, and
  * loopback for a wildcard listener (an operator's `--ca-address 127.0.0.1:15012` on the node).
  */
 function servingIps(explicit: readonly string[], listenHosts: readonly string[]): string[] {
-  const ips = new Set(explicit.filter((ip) => isIP(ip) !== 0 && !ip.includes('%')));
+  const ips = new Set(explicit.filter(isIpAddress));
   for (const host of listenHosts) {
     const bare = host.replace(/^\[(.*)\]$/, '$1');
     if (bare === '0.0.0.0') ips.add('127.0.0.1');
     else if (bare === '::') ips.add('127.0.0.1').add('::1');
-    else if (isIP(bare) !== 0) ips.add(bare);
+    else if (isIpAddress(bare)) ips.add(bare);
   }
   return [...ips];
 }
@@ -134,10 +159,11 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
     problems.push(`--signing-workers ${JSON.stringify(workersRaw)} must be auto or a whole number 0..64`);
   }
   if (servingDnsNames.length === 0) problems.push('--serving-dns-names must name at least one DNS name');
+  const limits = parseLimits(raw, problems, attempt);
   const grpcListen = listenOrDefault(raw['grpcListen'], '--grpc-listen', problems);
   const httpListen = listenOrDefault(raw['httpListen'], '--http-listen', problems);
   const explicitIps = list(raw['servingIpAddresses']);
-  for (const ip of explicitIps) if (isIP(ip) === 0 || ip.includes('%')) problems.push(`--serving-ip-addresses: ${JSON.stringify(ip)} is not an IP address`);
+  for (const ip of explicitIps) if (!isIpAddress(ip)) problems.push(`--serving-ip-addresses: ${JSON.stringify(ip)} is not an IP address`);
   const config: CaServeConfig = {
     dataDir: String(raw['dataDir']),
     trustDomain: trustDomain ?? parseTrustDomain('invalid'),
@@ -159,6 +185,7 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
     rateLimitBurst,
     selfSigned: raw['selfSigned'] === undefined ? true : bool(raw['selfSigned']),
     signingWorkers,
+    limits,
     kubernetes: bool(raw['kubernetes'])
       ? { namespace: String(raw['podNamespace'] ?? ''), podName: String(raw['podName'] ?? '') }
       : undefined,

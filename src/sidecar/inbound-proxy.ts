@@ -16,7 +16,9 @@ import { decisionFields, type AccessRecord } from '../proxy/access-log.js';
 import { frameRequest } from '../proxy/framing.js';
 import type { Decision, PolicyEngine } from '../policy/index.js';
 import { normalizeRequestPath } from '../policy/request-path.js';
+import type { ListenerLimits } from '../config/listener-limits.js';
 import { createHttpsServer, type X509Source } from '../tls/index.js';
+import { httpServerLimits } from '../transport/connection-limits.js';
 import { PeerConnections, type PeerConnection } from './peer-connections.js';
 import { isClosing, markClosing, parseErrorOf, sendError, sendParseError } from './respond.js';
 import { relay } from './upstream.js';
@@ -49,6 +51,8 @@ export interface InboundProxyOptions {
   readonly maxConnectionAgeMs?: number;
   /** Upper bound of kept-alive connections to the app. */
   readonly upstreamConnections?: number;
+  /** Handshake, header and idle timeouts of the listener (its cap is applied by who listens). */
+  readonly limits?: ListenerLimits;
 }
 
 export interface InboundProxy extends https.Server {
@@ -76,6 +80,7 @@ export function createInboundProxy(options: InboundProxyOptions): InboundProxy {
     onClosed: (peer, why) => log.info({ spiffeId: peer.toString(), reason: why }, 'closing a client connection: its identity no longer holds'),
   });
   const server = createHttpsServer(options.source, {
+    ...(options.limits === undefined ? {} : { serverOptions: httpServerLimits(options.limits) }),
     clock,
     onPeerRejected: (err, socket) => log.warn({ err: err.message, remote: socket.remoteAddress }, 'mTLS peer refused'),
   }) as InboundProxy;
@@ -174,6 +179,12 @@ export function createInboundProxy(options: InboundProxyOptions): InboundProxy {
   server.on('checkExpectation', handle);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (err.code === 'ECONNRESET' || err.code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
+      socket.destroy();
+      return;
+    }
+    // No TLS session to write an HTTP answer on: a handshake that missed its deadline.
+    if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') {
+      log.debug({ remote: socket.remoteAddress }, 'TLS handshake timed out');
       socket.destroy();
       return;
     }

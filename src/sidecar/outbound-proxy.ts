@@ -4,6 +4,11 @@
  * only to a server whose SPIFFE ID the authorizer accepts. A server with the wrong identity is
  * a 502 that says who it was and who was expected, not "upstream unavailable".
  */
+import type { ListenerLimits } from '../config/listener-limits.js';
+import { httpServerLimits } from '../transport/connection-limits.js';
+
+/** Node's own defaults, for a proxy built without limits (tests, library use). */
+const PLAIN_DEFAULTS: ListenerLimits = { maxConnections: undefined, connectionShare: 1, handshakeTimeoutMs: 0, headersTimeoutMs: 60_000, requestTimeoutMs: 300_000, idleTimeoutMs: 5_000 };
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { Pool, type buildConnector } from 'undici';
@@ -29,6 +34,8 @@ export interface OutboundProxyOptions {
   readonly onRequest?: (record: AccessRecord) => void;
   readonly upstreamConnections?: number;
   readonly connectTimeoutMs?: number;
+  /** Header and idle timeouts of the listener (its cap is applied by who listens). */
+  readonly limits?: ListenerLimits;
 }
 
 /** The host header the upstream gets: its own authority, as a client would have sent it. */
@@ -100,7 +107,9 @@ export function createOutboundProxy(options: OutboundProxyOptions): http.Server 
       finish({ spiffeId: undefined, status: outcome.status, verdict: 'allow', bytesSent: outcome.bytesSent });
     });
   };
-  const server = http.createServer(handle);
+  // Plain HTTP from the app on loopback: no handshake to time.
+  const { handshakeTimeout: _none, ...limits } = httpServerLimits(options.limits ?? PLAIN_DEFAULTS);
+  const server = http.createServer(limits, handle);
   server.on('checkContinue', handle);
   server.on('checkExpectation', handle);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from '../transport/prometheus.js';
+import { ConnectionMetrics } from '../transport/connection-limits.js';
 import { collectProcessMetrics } from '../transport/process-metrics.js';
 import type { AccessRecord } from '../proxy/access-log.js';
 
@@ -14,6 +15,8 @@ export class ProxyMetrics {
   readonly #duration: Histogram<'direction'>;
   readonly #upstreamErrors: Counter<'direction' | 'code'>;
   readonly policyReloads: Counter<'result'>;
+  /** Connections the listeners refused at their cap. */
+  readonly connections: ConnectionMetrics;
 
   constructor(options: { defaultMetrics?: boolean; openConnections?: () => number; registry?: Registry } = {}) {
     this.registry = options.registry ?? new Registry();
@@ -43,6 +46,7 @@ export class ProxyMetrics {
       labelNames: ['result'],
       registers: [this.registry],
     });
+    this.connections = new ConnectionMetrics(this.registry);
     const open = options.openConnections;
     new Gauge({
       name: 'meshca_proxy_open_connections',

@@ -8,11 +8,15 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
 import * as http from 'node:http';
+import * as https from 'node:https';
+import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createCsr } from '../../src/pki/csr.js';
 import { BLOG_POLICY } from '../helpers/mission-policy.js';
 import { openssl } from '../helpers/openssl.js';
 import { freePort, meshcaExit, startMeshca, type RunningProcess } from '../helpers/processes.js';
@@ -217,6 +221,58 @@ describe('meshca sidecar: agent, inbound and outbound proxy in one process', () 
       assert.match(stderr, new RegExp(`inbound proxy: cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`));
     } finally {
       taken.close();
+    }
+  });
+
+  test('floods: the inbound cap refuses what does not fit (log line, metric), the handshake deadline frees the rest, a real client then gets through', async () => {
+    const capped = await startSidecar(ca, dir, 'helloworld', [
+      '--inbound-listen', '127.0.0.1:0', '--inbound-upstream', `http://127.0.0.1:${appPort}`, '--app-port', '5000', '--policy', join(dir, 'blog.yaml'),
+      '--max-connections', '4', '--idle-timeout', '1s',
+    ]);
+    const idle: net.Socket[] = [];
+    let closed = 0;
+    try {
+      const openedAt = Date.now();
+      for (let i = 0; i < 10; i++) {
+        const socket = net.connect(capped.inbound!, '127.0.0.1');
+        socket.on('error', () => undefined).on('close', () => closed++);
+        idle.push(socket);
+      }
+      // Six are refused at accept; the four accepted never start a handshake and are closed at its 10 s deadline.
+      while (closed < 10 && Date.now() - openedAt < 15_000) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(closed, 10, `${closed} of 10 idle connections closed after ${Date.now() - openedAt} ms`);
+      assert.ok(Date.now() - openedAt >= 9000, 'the accepted ones were held until the handshake deadline, not dropped at once');
+      const metrics = (await get(capped.health!, '/metrics')).body;
+      assert.match(metrics, /^meshca_connections_dropped_total\{listener="inbound"\} 6$/m);
+      assert.equal(capped.proc.stderr().split('\n').filter((l) => l.includes('connection cap reached')).length, 1, capped.proc.stderr());
+      // A real mTLS client (sleep's SVID from the CA) is served once the flood is gone.
+      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const chain = (await ca.createCertificate({ csr: createCsr(privateKey).pem }, await ca.mint({ serviceAccount: 'sleep', ttlSeconds: 600 }))).cert_chain;
+      const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        https
+          .get(
+            {
+              host: '127.0.0.1',
+              port: capped.inbound!,
+              path: '/hello',
+              agent: false,
+              cert: chain.slice(0, -1).join(''),
+              key: privateKey.export({ format: 'pem', type: 'pkcs8' }),
+              ca: chain.at(-1)!,
+              checkServerIdentity: () => undefined,
+            },
+            (r) => {
+              let body = '';
+              r.on('data', (c: Buffer) => (body += c.toString()));
+              r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+            },
+          )
+          .on('error', reject);
+      });
+      assert.equal(res.status, 200, res.body);
+    } finally {
+      for (const s of idle) s.destroy();
+      await capped.proc.stop();
     }
   });
 });

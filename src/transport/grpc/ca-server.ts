@@ -9,6 +9,9 @@ import type { CaMetrics } from '../metrics.js';
 import { errorLogFields, toPublicError } from '../status.js';
 import { MutableCertificateProvider } from './certificate-provider.js';
 import { loadIstioCaProto } from './protos.js';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import type { ListenerLimits } from '../../config/listener-limits.js';
+import { capConnections, type ConnectionMetrics } from '../connection-limits.js';
 
 export interface CaGrpcServerOptions {
   readonly issuance: IssuanceService;
@@ -16,6 +19,8 @@ export interface CaGrpcServerOptions {
   readonly metrics?: CaMetrics;
   /** Upper bound for one request, including authentication: a slow API server cannot wedge a call. */
   readonly requestTimeoutMs?: number;
+  /** A connection without calls for this long is closed (GOAWAY). Default 60 s. */
+  readonly idleTimeoutMs?: number;
   /** gRPC message size cap; a CSR plus metadata is a few KiB. */
   readonly maxMessageBytes?: number;
 }
@@ -30,6 +35,11 @@ export function createCaGrpcServer(options: CaGrpcServerOptions): Server {
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': 1024 * 1024,
     'grpc.keepalive_time_ms': 60_000,
+    'grpc.max_connection_idle_ms': options.idleTimeoutMs ?? 60_000,
+    // A connection lives at most 10 minutes (a call in flight gets 30 s more), so not even a
+    // call that trickles its message in holds a connection for good.
+    'grpc.max_connection_age_ms': 600_000,
+    'grpc.max_connection_age_grace_ms': 30_000,
     // channelz keeps per-call bookkeeping for a debug service meshca does not serve.
     'grpc.enable_channelz': 0,
   });
@@ -126,6 +136,48 @@ export function bindServer(server: Server, address: string, credentials: ServerC
   return new Promise((resolve, reject) => {
     server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
   });
+}
+
+/**
+ * Listens for gRPC on a socket meshca owns and hands each connection to grpc-js (its connection
+ * injector), so the listener has what grpc-js's own bind lacks: a connection cap with a log
+ * line and a metric, and a TLS handshake deadline (grpc-js leaves node's 120 s). Rejects with
+ * node's own error (EADDRINUSE...) when the address cannot be bound.
+ */
+export async function listenGrpc(
+  server: Server,
+  credentials: ServerCredentials,
+  address: { readonly host: string; readonly port: number },
+  limits: ListenerLimits,
+  options: { readonly logger: Logger; readonly metrics?: ConnectionMetrics },
+): Promise<NetServer> {
+  withHandshakeTimeout(credentials, limits.handshakeTimeoutMs);
+  const injector = server.createConnectionInjector(credentials);
+  const listener = createNetServer((socket) => injector.injectConnection(socket));
+  capConnections(listener, 'grpc', limits, options);
+  listener.once('close', () => injector.destroy());
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(address.port, address.host, () => {
+      listener.off('error', reject);
+      resolve();
+    });
+  });
+  return listener;
+}
+
+/**
+ * grpc-js builds its TLS server from the credentials' constructor options; a handshake deadline
+ * set there reaches node's `tls.Server`. Fails closed if grpc-js stops exposing them.
+ */
+function withHandshakeTimeout(credentials: ServerCredentials, ms: number): void {
+  const internal = credentials as unknown as { _isSecure(): boolean; _getConstructorOptions?: () => Record<string, unknown> | null };
+  if (!internal._isSecure()) return;
+  const options = internal._getConstructorOptions?.();
+  if (options === null || options === undefined || typeof options !== 'object') {
+    throw new TypeError('this @grpc/grpc-js no longer exposes its TLS server options: cannot set a handshake timeout');
+  }
+  options['handshakeTimeout'] = ms;
 }
 
 export { status as grpcStatus };
