@@ -8,6 +8,7 @@ import { ipAddressBytes } from '../pki/ip-address.js';
 import { LeafTemplate } from '../pki/leaf-template.js';
 import { encodePem } from '../pki/pem.js';
 import type { SpiffeId } from '../spiffe/spiffe-id.js';
+import { checkX509SvidLeaf } from '../spiffe/x509-svid.js';
 
 export const DEFAULT_SVID_TTL_SECONDS = 24 * 3600;
 export const DEFAULT_MAX_SVID_TTL_SECONDS = 7 * 24 * 3600;
@@ -114,6 +115,7 @@ export class CertificateAuthority {
 
     const { tbs, notBefore, notAfter, serial } = this.#prepare(csr.spki, ttlSeconds, { uri, keyEncipherment: isRsaKind(keyKind) });
     const certificate = await this.#signTbs(tbs);
+    checkIssuedSvid(certificate, uri, csr.publicKey);
     return {
       spiffeId: identity,
       certificate,
@@ -191,6 +193,23 @@ export class CertificateAuthority {
     const serial = Uint8Array.from(this.#randomBytes(16));
     serial[0] = (serial[0]! & 0x7f) || 0x01;
     return serial;
+  }
+}
+
+/**
+ * What leaves the CA must be usable: a certificate that verifies under the CA key but that
+ * OpenSSL cannot parse, or that breaks the SVID profile, or that carries another key, is a CA
+ * bug, never a workload's credential.
+ */
+function checkIssuedSvid(certificate: Uint8Array, uri: string, key: KeyObject): void {
+  let issued: { readonly id: SpiffeId; readonly publicKey: KeyObject };
+  try {
+    issued = checkX509SvidLeaf(certificate);
+  } catch (err) {
+    throw new Error(`CA self-check failed: the issued certificate is not a valid X509-SVID (${(err as Error).message})`, { cause: err });
+  }
+  if (issued.id.toString() !== uri || !issued.publicKey.equals(key)) {
+    throw new Error('CA self-check failed: the issued certificate does not carry the requested identity and key');
   }
 }
 

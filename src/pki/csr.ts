@@ -20,7 +20,7 @@ import {
   type DerElement,
 } from './der.js';
 import { decodePem, encodePem, PemError } from './pem.js';
-import { readPublicKeyInfo, type PublicKeyInfo } from './spki.js';
+import { NonCanonicalKeyError, readPublicKeyInfo, type PublicKeyInfo } from './spki.js';
 
 /** Default cap on a CSR's encoded size; a P-256 CSR with one URI SAN is ~300 bytes. */
 export const DEFAULT_MAX_CSR_BYTES = 16 * 1024;
@@ -148,6 +148,7 @@ export function parseCsr(input: string | Uint8Array, options: ParseCsrOptions = 
     try {
       key = readPublicKeyInfo(spki);
     } catch (err) {
+      if (err instanceof NonCanonicalKeyError) throw new CsrError(`CSR public key refused: ${err.message}`, { rule: 'public-key-encoding', cause: err });
       throw new CsrError('CSR public key cannot be decoded', { rule: 'public-key', cause: err });
     }
     return {

@@ -116,6 +116,22 @@ export function parseX509Svid(
   });
 }
 
+/**
+ * The X509-SVID leaf rules applied to one DER certificate, as SPIRE's credential validator
+ * checks what its CA signs: it must parse (OpenSSL's parser, as every TLS peer will) and be a
+ * valid SVID leaf. Returns its SPIFFE ID and public key; throws `SvidError` with `rule`.
+ */
+export function checkX509SvidLeaf(der: Uint8Array): { readonly id: SpiffeId; readonly publicKey: KeyObject } {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(der);
+  } catch (err) {
+    throw svidError('the certificate cannot be parsed', 'certificate-parse', err);
+  }
+  const { id, facts } = readLeaf(cert, svidError);
+  return { id, publicKey: facts.publicKey };
+}
+
 /** Wraps a fixed SVID as a source, interchangeable with a rotating one. */
 export function createStaticX509SvidSource(svid: X509Svid): X509SvidSource {
   return { getX509Svid: () => svid };

@@ -6,7 +6,12 @@ import * as x509 from '@peculiar/x509';
 import { CertificateAuthority } from '../../../src/ca/certificate-authority.js';
 import { CaNotReadyError, CsrError, IdentityMismatchError, TtlError, type IdentityError } from '../../../src/errors.js';
 import { createSelfSignedRoot, loadAuthority, type Authority } from '../../../src/pki/authority.js';
+import { sign as cryptoSign } from 'node:crypto';
+import { OID, signatureAlgorithmFor } from '../../../src/pki/algorithms.js';
 import { createCsr } from '../../../src/pki/csr.js';
+import * as der from '../../../src/pki/der.js';
+import { encodePem } from '../../../src/pki/pem.js';
+import { checkX509SvidLeaf } from '../../../src/spiffe/x509-svid.js';
 import { generateKey } from '../../../src/pki/keys.js';
 import { mustParseSpiffeId } from '../../../src/spiffe/spiffe-id.js';
 import { ManualClock } from '../../helpers/manual-clock.js';
@@ -204,3 +209,33 @@ describe('CertificateAuthority.sign', () => {
     assert.equal(issued.notAfter.toISOString(), new Date(root.cert.validTo).toISOString());
   });
 });
+
+describe('CertificateAuthority.sign: what the CA signs must parse and be an SVID', () => {
+  /** A P-256 CSR whose SubjectPublicKeyInfo carries `algorithmExtra` after the curve OID, validly signed. */
+  function csrWithSpki(algorithmExtra: Uint8Array): string {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const point = publicKey.export({ format: 'der', type: 'spki' }).subarray(-65);
+    const spki = der.encodeSequence(der.encodeSequence(der.encodeOid(OID.ecPublicKey), der.encodeOid(OID.prime256v1), algorithmExtra), der.encodeBitString(point));
+    const info = der.encodeSequence(der.encodeSmallInteger(0), der.encodeSequence(), spki, der.encodeTlv(0xa0));
+    const alg = signatureAlgorithmFor('ec-p256');
+    const signature = cryptoSign(alg.hash, info, { key: privateKey, dsaEncoding: 'der' });
+    return encodePem('CERTIFICATE REQUEST', der.encodeSequence(info, alg.identifier, der.encodeBitString(signature)));
+  }
+
+  test('a SubjectPublicKeyInfo with an extra AlgorithmIdentifier element is refused (ERR_CSR_INVALID), not copied into a certificate', async () => {
+    const ca = new CertificateAuthority({ authority: await selfSignedAuthority() });
+    await assertRejects(ca.sign(csrWithSpki(der.encodeTlv(0x05)), SLEEP), CsrError, 'public-key-encoding', /not in canonical DER form/);
+    // The same CSR without the extra element is signed, and OpenSSL parses the certificate.
+    const issued = await ca.sign(csrWithSpki(new Uint8Array(0)), SLEEP);
+    const text = await openssl(['x509', '-noout', '-text'], issued.certChainPem[0]!);
+    assert.equal(text.code, 0, text.stderr);
+  });
+
+  test('the self-check refuses a certificate that verifies but is not an X509-SVID leaf', async () => {
+    const root = await createSelfSignedRoot({ trustDomain: 'cluster.local', now: new Date() });
+    // The CA certificate itself verifies and parses, but is a CA: never a workload's SVID.
+    assert.throws(() => checkX509SvidLeaf(new X509Certificate(root.certPem).raw), (err: Error & { rule?: string }) => ['leaf-is-ca', 'leaf-id-path', 'uri-san-count'].includes(err.rule ?? ''));
+    assert.throws(() => checkX509SvidLeaf(new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x01])), (err: Error & { rule?: string }) => err.rule === 'certificate-parse');
+  });
+});
+

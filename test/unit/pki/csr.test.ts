@@ -106,6 +106,9 @@ describe('verifyCsrSignature', () => {
 describe('checkCsrKey', () => {
   const weak: [string, string[], RegExp][] = [
     ['RSA 1024', ['-newkey', 'rsa:1024'], /RSA 1024 bits is not accepted/],
+    // 256 modulus bytes, but not 2048 bits: the size is the bit length.
+    ['RSA 2047', ['-newkey', 'rsa:2047'], /RSA 2047 bits is not accepted/],
+    ['RSA 2041', ['-newkey', 'rsa:2041'], /RSA 2041 bits is not accepted/],
     ['EC secp256k1', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:secp256k1'], /EC secp256k1 is not accepted/],
     ['EC P-521', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-521'], /EC P-521 is not accepted/],
   ];
