@@ -49,6 +49,8 @@ export class SigningPool implements SvidSigner {
   #closed = false;
   #consecutiveCrashes = 0;
   #degraded = false;
+  /** Wakes a draining close() when a job settles. */
+  #drained: (() => void) | undefined;
 
   constructor(options: SigningPoolOptions) {
     if (!(options.workers >= 1)) throw new TypeError('a signing pool needs at least one worker');
@@ -77,8 +79,21 @@ export class SigningPool implements SvidSigner {
     });
   }
 
-  async close(): Promise<void> {
+  /**
+   * Takes no new jobs, lets the ones in flight finish (an authority change retires a pool while
+   * requests are being signed on it: they must be answered, not failed), then stops the workers.
+   * Jobs still unanswered after `drainMs` fail as a worker exit would fail them.
+   */
+  async close(drainMs = 30_000): Promise<void> {
     this.#closed = true;
+    const deadline = Date.now() + drainMs;
+    while (this.#slots.some((s) => s.pending.size > 0 && s.worker !== undefined) && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        this.#drained = resolve;
+        setTimeout(resolve, 50).unref();
+      });
+    }
+    this.#drained = undefined;
     await Promise.all(this.#slots.map((s) => s.worker?.terminate()));
   }
 
@@ -108,6 +123,7 @@ export class SigningPool implements SvidSigner {
       } else {
         pending.reject(reviveError(reply));
       }
+      if (this.#closed) this.#drained?.();
     });
     worker.on('error', (err) => {
       this.#options.logger.error({ err }, 'signing worker failed; replacing it');

@@ -17,9 +17,11 @@ describe('SigningPool (worker threads)', () => {
   const clock = new ManualClock(new Date('2026-11-25T12:00:00Z'));
   let pool: SigningPool;
   let rootPem: string;
+  let rootKeyPem: string;
   before(async () => {
     const root = await createSelfSignedRoot({ trustDomain: 'cluster.local', now: clock.now() });
     rootPem = root.certPem;
+    rootKeyPem = root.keyPem;
     const pem = { certPem: root.certPem, keyPem: root.keyPem, rootPem: root.certPem };
     const ca = new CertificateAuthority({ authority: loadAuthority(pem, clock.now()), clock });
     pool = new SigningPool({ ca, authority: pem, workers: 2, clock, logger: silentLogger, caOptions: {} });
@@ -45,4 +47,16 @@ describe('SigningPool (worker threads)', () => {
     await assert.rejects(pool.sign(csr(['spiffe://cluster.local/ns/x/sa/y']), ID), (err: unknown) => err instanceof IdentityMismatchError && err.rule === 'csr-spiffe-id');
     assert.throws(() => pool.resolveTtlSeconds(10 ** 9), TtlError);
   });
+
+  test('close() drains: every job in flight when the pool is retired is answered, then new ones are refused', async () => {
+    const retiring = new SigningPool({ ca: new CertificateAuthority({ authority: loadAuthority({ certPem: rootPem, keyPem: rootKeyPem, rootPem }, clock.now()), clock }), authority: { certPem: rootPem, keyPem: rootKeyPem, rootPem }, workers: 2, clock, logger: silentLogger, caOptions: {} });
+    const inFlight = Array.from({ length: 200 }, () => retiring.sign(csr(), ID));
+    const closing = retiring.close();
+    await assert.rejects(retiring.sign(csr(), ID), /signing pool is closed/);
+    const settled = await Promise.allSettled(inFlight);
+    const failed = settled.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
+    assert.deepEqual(failed, [], `${failed.length} of 200 failed`);
+    await closing;
+  });
 });
+
