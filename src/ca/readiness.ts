@@ -10,6 +10,8 @@ export interface ReadinessInput {
   readonly authorityNotAfter: Date;
   /** The TLS serving certificate's end, when the CA serves TLS: past it, clients cannot connect. */
   readonly servingNotAfter?: Date;
+  /** Why the authentication backend cannot give verdicts (TokenReview unreachable), if it cannot. */
+  readonly authBackendProblem?: string | undefined;
 }
 
 /** Why the CA cannot serve right now, or undefined when it can. */
@@ -22,5 +24,6 @@ export function caNotReadyReason(input: ReadinessInput): string | undefined {
   if (input.servingNotAfter && now >= input.servingNotAfter.getTime()) {
     return `the serving certificate expired at ${input.servingNotAfter.toISOString()} and could not be renewed`;
   }
+  if (input.authBackendProblem !== undefined) return input.authBackendProblem;
   return undefined;
 }

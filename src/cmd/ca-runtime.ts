@@ -2,6 +2,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Server as NodeServer } from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node';
 import { CachingAuthenticator, type Authenticator } from '../authn/authenticator.js';
+import { AuthBackendHealth } from '../authn/backend-health.js';
 import { createJwksAuthenticator } from '../authn/jwks.js';
 import { createTokenReviewAuthenticator } from '../authn/token-review.js';
 import { CertificateAuthority } from '../ca/certificate-authority.js';
@@ -70,8 +71,9 @@ async function ensureAuthority(config: CaServeConfig, { logger, clock }: StartCa
   logger.info({ dataDir: config.dataDir, trustDomain: config.trustDomain.name }, 'created a self-signed root CA');
 }
 
-async function createAuthenticator(config: CaServeConfig, { logger, clock }: StartCaOptions): Promise<Authenticator> {
+async function createAuthenticator(config: CaServeConfig, { logger, clock }: StartCaOptions): Promise<{ authenticator: Authenticator; backend?: AuthBackendHealth }> {
   let inner: Authenticator;
+  let backend: AuthBackendHealth | undefined;
   switch (config.auth) {
     case 'dev': {
       const dev = await loadOrCreateDevIssuer(config.dataDir);
@@ -93,12 +95,16 @@ async function createAuthenticator(config: CaServeConfig, { logger, clock }: Sta
       const kubeConfig = new KubeConfig();
       if (config.kubeconfig) kubeConfig.loadFromFile(config.kubeconfig);
       else kubeConfig.loadFromDefault();
-      inner = createTokenReviewAuthenticator({ kubeConfig, audiences: config.audiences, logger, clock, timeoutMs: config.authTimeoutMs });
+      backend = new AuthBackendHealth(createTokenReviewAuthenticator({ kubeConfig, audiences: config.audiences, logger, clock, timeoutMs: config.authTimeoutMs }));
+      inner = backend;
       break;
     }
   }
-  return new CachingAuthenticator(inner, { clock });
+  return { authenticator: new CachingAuthenticator(inner, { clock }), ...(backend === undefined ? {} : { backend }) };
 }
+
+/** How often an unreachable TokenReview backend is probed again (readiness follows it). */
+const AUTH_PROBE_INTERVAL_MS = 10_000;
 
 /** Wires and starts the CA: authority, authentication, gRPC and HTTP APIs, serving certificate. */
 export async function startCa(config: CaServeConfig, options: StartCaOptions): Promise<RunningCa> {
@@ -163,11 +169,28 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     for (const warning of stored.warnings) logger.warn({ dataDir: config.dataDir }, warning);
     jwtKey = stored.jwk;
   }
+  const { authenticator, backend: authBackend } = await createAuthenticator(config, options);
+  // TokenReview mode: know before the first request whether the API server can give verdicts,
+  // and keep probing while it cannot, so /readyz says why and recovers by itself.
+  let authProbeTimer: TimerHandle | undefined;
+  let authProbeClosed = false;
+  let lastAuthProblem: string | undefined;
+  const probeAuth = async (): Promise<void> => {
+    if (authBackend === undefined || authProbeClosed) return;
+    const problem = await authBackend.probe();
+    if (problem !== lastAuthProblem) {
+      if (problem !== undefined) logger.warn({ reason: problem }, 'not ready: the TokenReview backend cannot give verdicts');
+      else if (lastAuthProblem !== undefined) logger.info('the TokenReview backend answers again');
+      lastAuthProblem = problem;
+    }
+    if (!authProbeClosed) authProbeTimer = clock.setTimeout(() => void probeAuth(), AUTH_PROBE_INTERVAL_MS);
+  };
+  await probeAuth();
   const issuance = new IssuanceService({
     ca: signer,
     jwtIssuer: await JwtSvidIssuer.fromPrivateJwk(jwtKey),
     clock,
-    authenticator: await createAuthenticator(config, options),
+    authenticator,
     trustDomain: config.trustDomain,
     rateLimiter: new RateLimiter({ ratePerSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst, clock }),
   });
@@ -203,6 +226,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
       draining,
       authorityNotAfter: snapshot.authority.notAfter,
       ...(config.insecure ? {} : { servingNotAfter: serving.current.notAfter }),
+      authBackendProblem: authBackend?.problem,
     });
   const app = buildHttpApp({
     issuance,
@@ -315,6 +339,8 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
   async function shutdown(): Promise<void> {
     draining = true;
     rotationClosed = true;
+    authProbeClosed = true;
+    if (authProbeTimer) clock.clearTimeout(authProbeTimer);
     if (rotationTimer) clock.clearTimeout(rotationTimer);
     watcher.close();
     // Stop taking calls and let the ones in flight finish before their signer goes away.

@@ -74,3 +74,28 @@ describe('CA with --auth tokenreview, through @kubernetes/client-node against th
     assert.equal(response.cert_chain.length, 2);
   });
 });
+
+describe('CA with --auth tokenreview and no reachable API server', () => {
+  test('is not ready, saying why (what /readyz answers), and logs it once; with the API server reachable it is ready', async () => {
+    const api = await KubeApiServer.start();
+    const dir = await mkdtemp(join(tmpdir(), 'meshca-kubeconfig-'));
+    const live = join(dir, 'live.json');
+    const dead = join(dir, 'dead.json');
+    await writeFile(live, api.kubeConfig().exportConfig(), { mode: 0o600 });
+    // The same kubeconfig, aimed at a port nothing listens on.
+    const { freePort } = await import('../helpers/processes.js');
+    await writeFile(dead, api.kubeConfig().exportConfig().replace(/127\.0\.0\.1:\d+/g, `127.0.0.1:${await freePort()}`), { mode: 0o600 });
+    const unreachable = await startTestCa({ auth: 'tokenreview', kubeconfig: dead, authTimeout: '1s' });
+    const reachable = await startTestCa({ auth: 'tokenreview', kubeconfig: live, authTimeout: '1s' });
+    try {
+      assert.match(unreachable.running.readiness() ?? 'ready', /^authentication backend unavailable: cannot reach the API server for TokenReview: ECONNREFUSED/);
+      assert.ok(unreachable.logs.lines.some((l) => l['msg'] === 'not ready: the TokenReview backend cannot give verdicts'), 'said once in the log');
+      assert.equal(reachable.running.readiness(), undefined);
+    } finally {
+      await unreachable.close();
+      await reachable.close();
+      await api.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
