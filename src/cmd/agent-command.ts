@@ -213,24 +213,37 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
 
   let workloadApi: WorkloadApiServer | undefined;
   let health: HttpServer | undefined;
+  let closeJwt: (() => void) | undefined;
   let healthAddress: { host: string; port: number } | undefined;
   try {
     if (config.workloadApiSocket !== undefined) {
       // Loaded only when served: a sidecar that keeps the SVID in memory never loads the
       // Workload API server, nor jose for JWT-SVIDs.
       const { startWorkloadApiServer } = await import('../transport/grpc/workload-api-server.js');
-      const jwt =
+      // JWT-SVIDs from the CA's HTTPS API when --ca-http-address names it, else over the gRPC
+      // port the X.509-SVIDs come from.
+      const jwtRoots = (): string => rotator.getX509BundleForTrustDomain(config.trustDomain)?.toPem() ?? rootPem;
+      const { createCaJwtClient } = await import('../transport/http/ca-jwt-client.js');
+      const grpcJwt =
         config.caHttpAddress === undefined
-          ? undefined
-          : (await import('../transport/http/ca-jwt-client.js')).createCaJwtClient({
-              address: config.caHttpAddress,
-              trustDomain: config.trustDomain,
-              tokenSource,
-              rootCertPem: () => rotator.getX509BundleForTrustDomain(config.trustDomain)?.toPem() ?? rootPem,
+          ? (await import('../transport/grpc/jwt-svid-client.js')).createGrpcJwtSvidTransport({
+              address: config.caAddress,
+              ...(config.insecure ? {} : { rootCertPem: jwtRoots }),
               ...(config.caServerName === undefined ? {} : { serverName: config.caServerName }),
               timeoutMs: config.caTimeoutMs,
-            });
-      workloadApi = await startWorkloadApiServer({ socket: config.workloadApiSocket, source: rotator, logger: deps.logger, ...(jwt ? { jwt } : {}) });
+            })
+          : undefined;
+      if (grpcJwt !== undefined) closeJwt = () => grpcJwt.close();
+      const jwt = createCaJwtClient({
+        address: config.caHttpAddress ?? config.caAddress,
+        ...(grpcJwt === undefined ? {} : { transport: grpcJwt }),
+        trustDomain: config.trustDomain,
+        tokenSource,
+        rootCertPem: jwtRoots,
+        ...(config.caServerName === undefined ? {} : { serverName: config.caServerName }),
+        timeoutMs: config.caTimeoutMs,
+      });
+      workloadApi = await startWorkloadApiServer({ socket: config.workloadApiSocket, source: rotator, logger: deps.logger, jwt });
     }
     if (config.healthListen !== undefined) {
       const server = createHealthServer({ registry: metrics.registry, notReady });
@@ -248,6 +261,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     await workloadApi?.close();
     health?.close();
     caClient.close();
+    closeJwt?.();
     throw err;
   }
 
@@ -275,6 +289,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
           health.closeAllConnections(); // keep-alive clients would otherwise hold close() open
         });
         caClient.close();
+        closeJwt?.();
         await delivery;
       })();
       return closing;

@@ -53,7 +53,7 @@ export function addAgentOptions(command: Command, io: CliIo, delivery: { readonl
     .addOption(opt('--ca-server-name <name>', "name to verify in the CA's TLS certificate", 'MESHCA_CA_SERVER_NAME'))
     .addOption(opt('--ca-timeout <duration>', 'deadline of each CA call', 'MESHCA_CA_TIMEOUT', AGENT_DEFAULTS.caTimeout))
     .addOption(opt('--bundle-refresh <duration>', 'how often --ca-root is re-read between rotations', 'MESHCA_BUNDLE_REFRESH', AGENT_DEFAULTS.bundleRefresh))
-    .addOption(opt('--ca-http-address <host:port>', 'CA HTTPS API, for JWT-SVIDs over the Workload API', 'MESHCA_CA_HTTP_ADDRESS'))
+    .addOption(opt('--ca-http-address <host:port>', 'CA HTTPS API for JWT-SVIDs (default: the gRPC port of --ca-address, meshca.v1.JwtSvidService)', 'MESHCA_CA_HTTP_ADDRESS'))
     .addOption(opt('--health-listen <host:port>', 'serve GET /healthz (alive), /ready (503 with the reason until ready) and /metrics here', 'MESHCA_HEALTH_LISTEN'))
     .addOption(federatedBundleOption(env))
     .addOption(

@@ -23,7 +23,9 @@ import type { JWK } from 'jose';
 import type { AddressInfo } from 'node:net';
 import { createCaGrpcServer, createRotatingServerCredentials, listenGrpc } from '../transport/grpc/ca-server.js';
 import { capConnections, ConnectionMetrics, httpServerLimits } from '../transport/connection-limits.js';
+import { addJwtSvidService } from '../transport/grpc/jwt-svid-service.js';
 import { buildHttpApp } from '../transport/http/app.js';
+import { formatSpiffeBundleJwks } from '../spiffe/bundle-jwks.js';
 import { CaMetrics } from '../transport/metrics.js';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { AuthorityRotation, checkAuthorityLifetime, type AuthoritySnapshot } from '../ca/authority-rotation.js';
@@ -214,6 +216,15 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     serving.on('update', (m) => rotating.update(m));
     grpcCredentials = rotating.credentials;
   }
+  addJwtSvidService(grpcServer, {
+    issuance,
+    logger,
+    requestTimeoutMs: config.authTimeoutMs + 5000,
+    bundleJson: () =>
+      JSON.stringify(
+        formatSpiffeBundleJwks(snapshot.bundle.roots, { sequence: snapshot.bundle.sequence, refreshHintSeconds: 300, jwtAuthorities: issuance.jwtAuthority ? [issuance.jwtAuthority] : [] }),
+      ),
+  });
   const connectionMetrics = new ConnectionMetrics(metrics.registry);
   const grpcListener = await listenGrpc(grpcServer, grpcCredentials, config.grpcListen, config.limits, { logger, metrics: connectionMetrics });
   const grpcPort = (grpcListener.address() as AddressInfo).port;

@@ -345,14 +345,10 @@ describe('meshca agent end to end (gRPC CA over TLS, files, Workload API, health
     assert.deepEqual(message.bundles['spiffe://cluster.local'], mesh.bundle.authorities[0]!.raw);
   });
 
-  test('the JWT-SVID RPCs answer UNIMPLEMENTED when no JWT provider is configured', async () => {
-    await new Promise<void>((resolve) => {
-      client.FetchJWTSVID({ audience: ['x'] }, securityHeader(), (err) => {
-        assert.equal(err?.code, GrpcStatus.UNIMPLEMENTED);
-        assert.match(err?.details ?? '', /JWT-SVID profile is not enabled/);
-        resolve();
-      });
-    });
+  test('the JWT-SVID RPCs, against a CA that does not serve them, answer UNAVAILABLE naming the service and --ca-http-address', async () => {
+    const err = await new Promise<ServiceError | null>((resolve) => client.FetchJWTSVID({ audience: ['x'] }, securityHeader(), (e) => resolve(e)));
+    assert.equal(err?.code, GrpcStatus.UNAVAILABLE, err?.details);
+    assert.match(err?.details ?? '', /does not serve meshca\.v1\.JwtSvidService: JWT-SVIDs need a meshca CA, or --ca-http-address/);
   });
 
   test('FetchX509SVID delivers the SVID at once, then the next one when the agent rotates', async () => {

@@ -28,7 +28,7 @@ describe('end to end: real `meshca ca serve` and `meshca agent` processes on loo
   let grpcPort: string;
   let httpPort: string;
 
-  const startAgent = async (sa: string, ttl: string): Promise<{ out: string; socket: string; agent: RunningProcess }> => {
+  const startAgent = async (sa: string, ttl: string, options: { caHttpAddress?: boolean } = {}): Promise<{ out: string; socket: string; agent: RunningProcess }> => {
     const token = (await meshca(['token', '--data-dir', join(dir, 'ca'), '--namespace', 'default', '--service-account', sa])).stdout.trim();
     const tokenFile = join(dir, `${sa}.token`);
     await writeFile(tokenFile, token, { mode: 0o600 });
@@ -37,7 +37,7 @@ describe('end to end: real `meshca ca serve` and `meshca agent` processes on loo
     const agent = startMeshca([
       'agent',
       '--ca-address', `localhost:${grpcPort}`,
-      '--ca-http-address', `localhost:${httpPort}`,
+      ...(options.caHttpAddress === false ? [] : ['--ca-http-address', `localhost:${httpPort}`]),
       '--ca-root', join(dir, 'ca', 'root-cert.pem'),
       '--token-file', tokenFile,
       '--out', out,
@@ -147,4 +147,32 @@ describe('end to end: real `meshca ca serve` and `meshca agent` processes on loo
       client.close();
     }
   });
+
+  test('with --ca-address alone, JWT-SVIDs come over the CA gRPC port: FetchJWTSVID, then ValidateJWTSVID against the bundle keys', async () => {
+    const { socket } = await startAgent('grpc-only', '1h', { caHttpAddress: false });
+    const { SpiffeWorkloadAPI } = loadWorkloadProto();
+    const client = new SpiffeWorkloadAPI(`unix://${socket}`, credentials.createInsecure());
+    const metadata = new Metadata();
+    metadata.set('workload.spiffe.io', 'true');
+    try {
+      const jwt = await new Promise<{ svids: { spiffe_id: string; svid: string }[] }>((resolve, reject) =>
+        client.FetchJWTSVID({ audience: ['spiffe://cluster.local/ns/default/sa/backend'] }, metadata, (err: ServiceError | null, r?: { svids: { spiffe_id: string; svid: string }[] }) => (err ? reject(err) : resolve(r!))),
+      );
+      assert.equal(jwt.svids[0]!.spiffe_id, 'spiffe://cluster.local/ns/default/sa/grpc-only');
+      const validated = await new Promise<{ spiffe_id: string }>((resolve, reject) =>
+        client.ValidateJWTSVID({ audience: 'spiffe://cluster.local/ns/default/sa/backend', svid: jwt.svids[0]!.svid }, metadata, (err: ServiceError | null, r?: { spiffe_id: string }) => (err ? reject(err) : resolve(r!))),
+      );
+      assert.equal(validated.spiffe_id, 'spiffe://cluster.local/ns/default/sa/grpc-only');
+      // Another audience does not validate.
+      await assert.rejects(
+        new Promise((resolve, reject) =>
+          client.ValidateJWTSVID({ audience: 'spiffe://cluster.local/ns/default/sa/other', svid: jwt.svids[0]!.svid }, metadata, (err: ServiceError | null, r?: unknown) => (err ? reject(err) : resolve(r))),
+        ),
+        (err: ServiceError) => err.code === status.INVALID_ARGUMENT || err.code === status.UNAUTHENTICATED || err.code === status.PERMISSION_DENIED,
+      );
+    } finally {
+      client.close();
+    }
+  });
 });
+

@@ -104,7 +104,7 @@ export function createGrpcCaClient(options: GrpcCaClientOptions): GrpcCaClient {
  */
 export function caErrorFromGrpc(
   result: Exclude<UnaryResult, { status: typeof GrpcStatus.OK }>,
-  target: { readonly address: string; readonly serverName?: string | undefined },
+  target: { readonly address: string; readonly serverName?: string | undefined; readonly service?: string },
 ): IdentityError {
   const { details } = result;
   const what = `CA at ${target.address}`;
@@ -124,7 +124,7 @@ export function caErrorFromGrpc(
     case GrpcStatus.INVALID_ARGUMENT:
       return new CsrError(`${what} rejected the certificate request: ${details}`, { rule: 'ca-rejected-request', cause: err });
     case GrpcStatus.UNIMPLEMENTED:
-      return new CaNotReadyError(`${what} does not serve istio.v1.auth.IstioCertificateService (check the address)`, {
+      return new CaNotReadyError(`${what} does not serve ${target.service ?? 'istio.v1.auth.IstioCertificateService (check the address)'}`, {
         rule: 'unimplemented',
         cause: err,
       });

@@ -132,3 +132,46 @@ export function decodeIstioCertificateResponse(message: Buffer): { certChain: st
   for (const field of readFields(message)) if (field.number === 1) certChain.push(fieldString(field));
   return { certChain };
 }
+
+/** `meshca.v1.MintJwtSvidRequest` (proto/meshca/v1/jwt_svid.proto): repeated audience = 1, ttl_seconds = 2. */
+export function encodeMintJwtSvidRequest(request: { readonly audience: readonly string[]; readonly ttlSeconds?: number }): Buffer {
+  const writer = new MessageWriter();
+  for (const audience of request.audience) writer.bytes(1, Buffer.from(audience, 'utf8'));
+  return writer.uint(2, request.ttlSeconds ?? 0).finish();
+}
+
+export function decodeMintJwtSvidRequest(message: Buffer): { audience: string[]; ttlSeconds: number } {
+  const audience: string[] = [];
+  let ttlSeconds = 0;
+  for (const field of readFields(message)) {
+    if (field.number === 1) audience.push(fieldString(field));
+    else if (field.number === 2 && field.wireType === WIRE_VARINT) ttlSeconds = field.int;
+  }
+  return { audience, ttlSeconds };
+}
+
+/** `meshca.v1.MintJwtSvidResponse`: spiffe_id = 1, token = 2. */
+export function encodeMintJwtSvidResponse(response: { readonly spiffeId: string; readonly token: string }): Buffer {
+  return new MessageWriter().string(1, response.spiffeId).string(2, response.token).finish();
+}
+
+export function decodeMintJwtSvidResponse(message: Buffer): { spiffeId: string; token: string } {
+  let spiffeId = '';
+  let token = '';
+  for (const field of readFields(message)) {
+    if (field.number === 1) spiffeId = fieldString(field);
+    else if (field.number === 2) token = fieldString(field);
+  }
+  return { spiffeId, token };
+}
+
+/** `meshca.v1.FetchJwtBundleResponse`: spiffe_bundle = 1 (the JWKS JSON). */
+export function encodeFetchJwtBundleResponse(bundleJson: string): Buffer {
+  return new MessageWriter().bytes(1, Buffer.from(bundleJson, 'utf8')).finish();
+}
+
+export function decodeFetchJwtBundleResponse(message: Buffer): { bundleJson: string } {
+  let bundleJson = '';
+  for (const field of readFields(message)) if (field.number === 1 && field.wireType === WIRE_LENGTH) bundleJson = field.bytes.toString('utf8');
+  return { bundleJson };
+}

@@ -6,9 +6,18 @@ import type { TrustDomain } from '../../spiffe/trust-domain.js';
 import { parseSpiffeId } from '../../spiffe/spiffe-id.js';
 import type { JwtSvidProvider, JwtSvidResult, JwtValidationResult } from '../grpc/workload-api-server.js';
 
+/** How JWT-SVIDs and the JWT keys are fetched from the CA: its HTTPS API, or its gRPC port. */
+export interface JwtSvidTransport {
+  mint(token: string, audience: readonly string[]): Promise<{ spiffeId: string; token: string }>;
+  /** The SPIFFE bundle document (JWKS JSON). */
+  bundleJson(): Promise<string>;
+}
+
 export interface CaJwtClientOptions {
-  /** The CA's HTTPS API, `host:port`. */
+  /** The CA's HTTPS API, `host:port`; ignored when `transport` is given. */
   readonly address: string;
+  /** Another way to the CA (meshca.v1.JwtSvidService on the gRPC port); default the HTTPS API. */
+  readonly transport?: JwtSvidTransport;
   readonly trustDomain: TrustDomain;
   readonly tokenSource: TokenSource;
   /** Current mesh roots (PEM): the CA's serving certificate chains to them. */
@@ -23,12 +32,13 @@ interface Response {
 }
 
 /**
- * The agent's JWT-SVID profile, backed by the CA's HTTPS API: minting (`POST /v1/jwtsvids`,
- * authenticated by the workload's own token) and the JWT keys of the trust bundle
- * (`/.well-known/spiffe-bundle`), with which JWT-SVIDs are validated locally.
+ * The agent's JWT-SVID profile, backed by the CA: minting (authenticated by the workload's own
+ * token) and the JWT keys of the trust bundle, with which JWT-SVIDs are validated locally. Over
+ * the HTTPS API (`POST /v1/jwtsvids`, `/.well-known/spiffe-bundle`) or, given a `transport`,
+ * over the CA's gRPC port (transport/grpc/jwt-svid-client.ts).
  */
 export function createCaJwtClient(options: CaJwtClientOptions): JwtSvidProvider {
-  const [host, port] = splitAddress(options.address);
+  const [host, port] = options.transport === undefined ? splitAddress(options.address) : ['', 0];
   const timeoutMs = options.timeoutMs ?? 10_000;
   let keys: JSONWebKeySet | undefined;
   let keysAt = 0;
@@ -49,10 +59,28 @@ export function createCaJwtClient(options: CaJwtClientOptions): JwtSvidProvider 
       req.end(body);
     });
 
+  const https: JwtSvidTransport = {
+    async mint(token, audience) {
+      const res = await call(
+        'POST',
+        '/v1/jwtsvids',
+        { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        JSON.stringify({ audience: [...audience] }),
+      );
+      if (res.status !== 200) throw errorFromStatus(res);
+      const body = JSON.parse(res.body) as { token: string; spiffeId: string };
+      return { spiffeId: body.spiffeId, token: body.token };
+    },
+    async bundleJson() {
+      const res = await call('GET', '/.well-known/spiffe-bundle', {});
+      if (res.status !== 200) throw new CaNotReadyError(`CA bundle endpoint answered ${res.status}`, { rule: 'bundle' });
+      return res.body;
+    },
+  };
+  const transport = options.transport ?? https;
+
   const refreshKeys = async (): Promise<JSONWebKeySet> => {
-    const res = await call('GET', '/.well-known/spiffe-bundle', {});
-    if (res.status !== 200) throw new CaNotReadyError(`CA bundle endpoint answered ${res.status}`, { rule: 'bundle' });
-    const doc = JSON.parse(res.body) as { keys?: (JWK & { use?: string })[] };
+    const doc = JSON.parse(await transport.bundleJson()) as { keys?: (JWK & { use?: string })[] };
     // SPIFFE marks JWT authorities `use: jwt-svid`; JOSE only knows `sig`, so drop the member.
     keys = { keys: (doc.keys ?? []).filter((k) => k.use === 'jwt-svid').map(({ use: _use, ...k }) => k) };
     keysAt = Date.now();
@@ -62,14 +90,7 @@ export function createCaJwtClient(options: CaJwtClientOptions): JwtSvidProvider 
   return {
     async fetchJwtSvid(audience, spiffeId): Promise<JwtSvidResult> {
       const token = await options.tokenSource.readToken();
-      const res = await call(
-        'POST',
-        '/v1/jwtsvids',
-        { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-        JSON.stringify({ audience: [...audience] }),
-      );
-      if (res.status !== 200) throw errorFromStatus(res);
-      const body = JSON.parse(res.body) as { token: string; spiffeId: string };
+      const body = await transport.mint(token, audience);
       if (spiffeId !== undefined && spiffeId !== '' && spiffeId !== body.spiffeId) {
         throw new IdentityMismatchError(`this workload is ${body.spiffeId}, not ${spiffeId}`, { rule: 'jwt-spiffe-id' });
       }

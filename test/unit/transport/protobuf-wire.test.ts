@@ -5,8 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { loadIstioCaProto } from '../../../src/transport/grpc/protos.js';
+import { loadPackageDefinition } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { loadIstioCaProto, PROTO_LOADER_OPTIONS } from '../../../src/transport/grpc/protos.js';
 import {
+  decodeFetchJwtBundleResponse,
+  decodeMintJwtSvidRequest,
+  decodeMintJwtSvidResponse,
+  encodeFetchJwtBundleResponse,
+  encodeMintJwtSvidRequest,
+  encodeMintJwtSvidResponse,
   decodeIstioCertificateResponse,
   encodeIstioCertificateRequest,
   MessageWriter,
@@ -65,4 +73,22 @@ describe('protobuf wire codec', () => {
       [2, 0, 0],
     ]);
   });
+
+  test('meshca.v1.JwtSvidService messages match proto/meshca/v1/jwt_svid.proto as protobufjs reads it', () => {
+    type Method = { requestSerialize(v: object): Buffer; requestDeserialize(b: Buffer): Record<string, unknown>; responseSerialize(v: object): Buffer; responseDeserialize(b: Buffer): Record<string, unknown> };
+    const pkg = loadPackageDefinition(loadSync('meshca/v1/jwt_svid.proto', PROTO_LOADER_OPTIONS)) as unknown as { meshca: { v1: { JwtSvidService: { service: Record<string, Method> } } } };
+    const { MintJwtSvid, FetchJwtBundle } = pkg.meshca.v1.JwtSvidService.service as { MintJwtSvid: Method; FetchJwtBundle: Method };
+    const request = MintJwtSvid.requestDeserialize(encodeMintJwtSvidRequest({ audience: ['a', 'spiffe://x/y'], ttlSeconds: 300 }));
+    assert.deepEqual(request['audience'], ['a', 'spiffe://x/y']);
+    assert.equal(Number(request['ttl_seconds']), 300);
+    assert.deepEqual(decodeMintJwtSvidRequest(MintJwtSvid.requestSerialize({ audience: ['b'], ttl_seconds: 60 })), { audience: ['b'], ttlSeconds: 60 });
+    const response = MintJwtSvid.responseDeserialize(encodeMintJwtSvidResponse({ spiffeId: 'spiffe://cluster.local/ns/a/sa/b', token: 'x.y.z' }));
+    assert.equal(response['spiffe_id'], 'spiffe://cluster.local/ns/a/sa/b');
+    assert.equal(response['token'], 'x.y.z');
+    assert.deepEqual(decodeMintJwtSvidResponse(MintJwtSvid.responseSerialize({ spiffe_id: 's', token: 't' })), { spiffeId: 's', token: 't' });
+    const bundle = FetchJwtBundle.responseDeserialize(encodeFetchJwtBundleResponse('{"keys":[]}'));
+    assert.equal(Buffer.from(bundle['spiffe_bundle'] as Uint8Array).toString(), '{"keys":[]}');
+    assert.equal(decodeFetchJwtBundleResponse(FetchJwtBundle.responseSerialize({ spiffe_bundle: Buffer.from('{}') })).bundleJson, '{}');
+  });
 });
+
