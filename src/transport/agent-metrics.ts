@@ -35,6 +35,20 @@ export class AgentMetrics {
       },
     });
     new Gauge({
+      name: 'meshca_agent_svid_expiration_timestamp_seconds',
+      help: 'When the current X.509-SVID expires, in seconds since the Unix epoch; absent while no valid SVID is held.',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        if (!rotator.hasValidSvid()) return;
+        try {
+          this.set(rotator.getX509Svid().notAfter.getTime() / 1000);
+        } catch {
+          // No SVID: absent, as above.
+        }
+      },
+    });
+    new Gauge({
       name: 'meshca_agent_bundle_authority_expiry_seconds',
       help: 'Seconds until each trusted root expires, per trust domain (own and federated); negative once expired.',
       labelNames: ['trust_domain', 'fingerprint'],

@@ -69,6 +69,30 @@ export class CaMetrics {
         }
       },
     });
+    // Absolute times beside the seconds-left gauges, as cert-manager and istiod export them:
+    // an alert on `… - time() < 30d` survives a scrape gap, and dashboards show a date.
+    new Gauge<'serial'>({
+      name: 'meshca_ca_certificate_expiration_timestamp_seconds',
+      help: 'When the CA signing certificate expires, in seconds since the Unix epoch.',
+      labelNames: ['serial'],
+      registers: [this.registry],
+      collect() {
+        if (!caNotAfter) return;
+        this.reset();
+        this.set({ serial: caSerial?.() ?? '' }, caNotAfter().getTime() / 1000);
+      },
+    });
+    new Gauge<'fingerprint'>({
+      name: 'meshca_trust_bundle_authority_expiration_timestamp_seconds',
+      help: 'When each root in the trust bundle expires, in seconds since the Unix epoch.',
+      labelNames: ['fingerprint'],
+      registers: [this.registry],
+      collect() {
+        if (!bundleRoots) return;
+        this.reset();
+        for (const root of bundleRoots()) this.set({ fingerprint: root.fingerprint256 }, new Date(root.validTo).getTime() / 1000);
+      },
+    });
   }
 
   /** Records one answered request; `reason` is the error code for refusals. */

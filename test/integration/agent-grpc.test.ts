@@ -319,6 +319,7 @@ describe('meshca agent end to end (gRPC CA over TLS, files, Workload API, health
     assert.equal((await httpGet(port, '/healthz')).status, 200);
     const metrics = await httpGet(port, '/metrics');
     assert.match(metrics.body, /meshca_agent_rotations_total 1\b/);
+    assert.match(metrics.body, /^meshca_agent_svid_expiration_timestamp_seconds \d{10}$/m);
     assert.match(metrics.body, /meshca_agent_svid_expiry_seconds 863[89]\d/, '24 h less the 10 s backdating');
     assert.match(metrics.body, /meshca_agent_svid_valid 1\b/);
   });

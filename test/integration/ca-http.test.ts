@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
@@ -75,6 +76,13 @@ describe('HTTP API', () => {
     assert.match(metrics.body, /meshca_ca_certificate_expiry_seconds\{serial="[0-9a-f]+"\} \d+/);
     assert.match(metrics.body, /meshca_trust_bundle_authority_expiry_seconds\{fingerprint="[0-9A-F:]+"\} \d+/);
     assert.match(metrics.body, /meshca_certificate_request_duration_seconds_bucket/);
+    // The absolute expiry beside the seconds left: the CA certificate's notAfter, to the second.
+    const at = Number(/^meshca_ca_certificate_expiration_timestamp_seconds\{serial="[0-9a-f]+"\} (\d+)$/m.exec(metrics.body)?.[1]);
+    assert.equal(at, Date.parse(new X509Certificate(ca.rootPem).validTo) / 1000);
+    assert.match(metrics.body, /^meshca_trust_bundle_authority_expiration_timestamp_seconds\{fingerprint="[0-9A-F:]+"\} \d+$/m);
+    // The CA's scrape lints: no gauge named like a counter, every family typed.
+    const promtool = spawnSync('promtool', ['check', 'metrics'], { input: metrics.body, encoding: 'utf8' });
+    if (promtool.error === undefined) assert.equal(promtool.status, 0, promtool.stdout + promtool.stderr);
   });
 
   test('POST /v1/jwtsvids mints a JWT-SVID that verifies against the bundle JWKS', async () => {
