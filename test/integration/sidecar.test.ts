@@ -231,6 +231,7 @@ describe('meshca sidecar: agent, inbound and outbound proxy in one process', () 
     ]);
     const idle: net.Socket[] = [];
     let closed = 0;
+    const seenBefore = seen.length;
     try {
       const openedAt = Date.now();
       for (let i = 0; i < 10; i++) {
@@ -270,6 +271,8 @@ describe('meshca sidecar: agent, inbound and outbound proxy in one process', () 
           .on('error', reject);
       });
       assert.equal(res.status, 200, res.body);
+      // What the app received: the one real request, with sleep's identity, and nothing of the flood.
+      assert.deepEqual(seen.slice(seenBefore).map((r) => `${r.method} ${r.url} ${/URI=([^;,]+)/.exec(r.xfcc ?? '')?.[1] ?? ''}`), ['GET /hello spiffe://cluster.local/ns/default/sa/sleep']);
     } finally {
       for (const s of idle) s.destroy();
       await capped.proc.stop();
