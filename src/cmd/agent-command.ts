@@ -184,7 +184,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     const said = isIdentityError(err) ? `${event.kind}:${err.code}:${err.rule ?? ''}:${err.message}` : undefined;
     const repeated = said !== undefined && said === lastFailure;
     lastFailure = said;
-    logger.debug({ err: event.error, attempt: event.attempt }, 'CA call failure detail');
+    logger.debug({ err: event.error, kind: event.kind, attempt: event.attempt }, 'failure detail');
     if (event.kind === 'rotation') {
       metrics.failures.inc();
       const message = event.svidValid ? 'SVID rotation failed; still serving the current SVID' : 'cannot obtain an SVID; retrying';
@@ -218,7 +218,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   try {
     if (config.workloadApiSocket !== undefined) {
       // Loaded only when served: a sidecar that keeps the SVID in memory never loads the
-      // Workload API server, nor jose for JWT-SVIDs.
+      // Workload API server (grpc-js), nor jose for its JWT-SVID RPCs.
       const { startWorkloadApiServer } = await import('../transport/grpc/workload-api-server.js');
       // JWT-SVIDs from the CA's HTTPS API when --ca-http-address names it, else over the gRPC
       // port the X.509-SVIDs come from.
