@@ -105,8 +105,13 @@ async function createAuthenticator(config: CaServeConfig, { logger, clock }: Sta
   return { authenticator: new CachingAuthenticator(inner, { clock }), ...(backend === undefined ? {} : { backend }) };
 }
 
-/** How often an unreachable TokenReview backend is probed again (readiness follows it). */
-const AUTH_PROBE_INTERVAL_MS = 10_000;
+/**
+ * How often the TokenReview backend is probed: often while it cannot give verdicts (so readiness
+ * returns soon after it does; a not-ready replica gets no requests to find out by), rarely while
+ * it can (real reviews keep the state current then).
+ */
+const AUTH_PROBE_UNHEALTHY_MS = 10_000;
+const AUTH_PROBE_HEALTHY_MS = 60_000;
 
 /** Wires and starts the CA: authority, authentication, gRPC and HTTP APIs, serving certificate. */
 export async function startCa(config: CaServeConfig, options: StartCaOptions): Promise<RunningCa> {
@@ -173,7 +178,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
   }
   const { authenticator, backend: authBackend } = await createAuthenticator(config, options);
   // TokenReview mode: know before the first request whether the API server can give verdicts,
-  // and keep probing while it cannot, so /readyz says why and recovers by itself.
+  // and keep probing, so /readyz says why and recovers by itself.
   let authProbeTimer: TimerHandle | undefined;
   let authProbeClosed = false;
   let lastAuthProblem: string | undefined;
@@ -185,7 +190,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
       else if (lastAuthProblem !== undefined) logger.info('the TokenReview backend answers again');
       lastAuthProblem = problem;
     }
-    if (!authProbeClosed) authProbeTimer = clock.setTimeout(() => void probeAuth(), AUTH_PROBE_INTERVAL_MS);
+    if (!authProbeClosed) authProbeTimer = clock.setTimeout(() => void probeAuth(), problem === undefined ? AUTH_PROBE_HEALTHY_MS : AUTH_PROBE_UNHEALTHY_MS);
   };
   await probeAuth();
   const issuance = new IssuanceService({
