@@ -1,10 +1,8 @@
 import { createServer as createHttpsServer } from 'node:https';
 import type { Server as NodeServer } from 'node:http';
-import { KubeConfig } from '@kubernetes/client-node';
 import { CachingAuthenticator, type Authenticator } from '../authn/authenticator.js';
 import { AuthBackendHealth } from '../authn/backend-health.js';
 import { createJwksAuthenticator } from '../authn/jwks.js';
-import { createTokenReviewAuthenticator } from '../authn/token-review.js';
 import { CertificateAuthority } from '../ca/certificate-authority.js';
 import { IssuanceService } from '../ca/issuance-service.js';
 import { RateLimiter } from '../ca/rate-limiter.js';
@@ -18,7 +16,6 @@ import type { Logger } from '../log.js';
 import { createSelfSignedRoot, loadAuthority } from '../pki/authority.js';
 import { SigningPool } from '../workers/signing-pool.js';
 import { caNotReadyReason } from '../ca/readiness.js';
-import { loadOrCreateJwtKeySecret } from '../k8s/jwt-key-secret.js';
 import type { JWK } from 'jose';
 import type { AddressInfo } from 'node:net';
 import { createCaGrpcServer, createRotatingServerCredentials, listenGrpc } from '../transport/grpc/ca-server.js';
@@ -32,8 +29,7 @@ import { AuthorityRotation, checkAuthorityLifetime, type AuthoritySnapshot } fro
 import type { SvidSigner } from '../ca/issuance-service.js';
 import { createFileAuthorityStore, loadAuthoritySnapshot, recoverAuthorityDir } from '../files/authority-slots.js';
 import { watchAuthorityDir } from '../files/authority-watcher.js';
-import { loadOrCreateAuthoritySecret } from '../k8s/authority-secret.js';
-import { createKubeConfig, startKubernetesIntegration } from './ca-kubernetes.js';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { join } from 'node:path';
 import { JwtSvidIssuer } from '../ca/jwt-svid-issuer.js';
 import { loadOrCreatePrivateJwk } from '../files/private-jwk-store.js';
@@ -58,6 +54,15 @@ export interface StartCaOptions {
 }
 
 /** Makes sure the data dir holds a CA: validates what is there, or creates a self-signed root. */
+async function loadKubernetesParts() {
+  const [{ createKubeConfig, startKubernetesIntegration }, { loadOrCreateAuthoritySecret }, { loadOrCreateJwtKeySecret }] = await Promise.all([
+    import('./ca-kubernetes.js'),
+    import('../k8s/authority-secret.js'),
+    import('../k8s/jwt-key-secret.js'),
+  ]);
+  return { createKubeConfig, startKubernetesIntegration, loadOrCreateAuthoritySecret, loadOrCreateJwtKeySecret };
+}
+
 async function ensureAuthority(config: CaServeConfig, { logger, clock }: StartCaOptions): Promise<void> {
   try {
     const files = await readAuthorityFiles(config.dataDir);
@@ -94,9 +99,8 @@ async function createAuthenticator(config: CaServeConfig, { logger, clock }: Sta
       });
       break;
     case 'tokenreview': {
-      const kubeConfig = new KubeConfig();
-      if (config.kubeconfig) kubeConfig.loadFromFile(config.kubeconfig);
-      else kubeConfig.loadFromDefault();
+      const [{ createKubeConfig }, { createTokenReviewAuthenticator }] = await Promise.all([import('./ca-kubernetes.js'), import('../authn/token-review.js')]);
+      const kubeConfig = createKubeConfig(config.kubeconfig);
       backend = new AuthBackendHealth(createTokenReviewAuthenticator({ kubeConfig, audiences: config.audiences, logger, clock, timeoutMs: config.authTimeoutMs }));
       inner = backend;
       break;
@@ -120,11 +124,14 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     return 'clean' as const;
   });
-  const kubeConfig = config.kubernetes ? createKubeConfig(config.kubeconfig) : undefined;
-  if (config.kubernetes && kubeConfig) {
+  // The Kubernetes client is hundreds of modules: loaded only in the modes that talk to a cluster,
+  // so a CA on files starts fast, small, and within a low open-file limit.
+  const k8s = config.kubernetes ? await loadKubernetesParts() : undefined;
+  const kubeConfig = k8s?.createKubeConfig(config.kubeconfig);
+  if (config.kubernetes && k8s && kubeConfig) {
     // The cluster is the source of truth: materialize the Secret's CA into the (emptyDir) data
     // dir, so rotation, the watcher and the signing workers work exactly as with files.
-    const pem = await loadOrCreateAuthoritySecret({
+    const pem = await k8s.loadOrCreateAuthoritySecret({
       kubeConfig,
       namespace: config.kubernetes.namespace,
       logger,
@@ -168,9 +175,9 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
   };
   const generateJwtKey = async (): Promise<JWK> => (await JwtSvidIssuer.generate()).exportPrivateJwk();
   let jwtKey: JWK;
-  if (config.kubernetes && kubeConfig) {
+  if (config.kubernetes && k8s && kubeConfig) {
     // One key for all replicas, or a JWT-SVID from one fails against another's bundle.
-    jwtKey = (await loadOrCreateJwtKeySecret({ kubeConfig, namespace: config.kubernetes.namespace, generate: generateJwtKey, logger })).jwk;
+    jwtKey = (await k8s.loadOrCreateJwtKeySecret({ kubeConfig, namespace: config.kubernetes.namespace, generate: generateJwtKey, logger })).jwk;
   } else {
     const stored = await loadOrCreatePrivateJwk(join(config.dataDir, JWT_SIGNING_KEY_FILE), generateJwtKey, 'JWT-SVIDs for any workload');
     for (const warning of stored.warnings) logger.warn({ dataDir: config.dataDir }, warning);
@@ -289,8 +296,8 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     onError: (err) => logger.warn({ err }, 'CA files changed but are not usable; keeping the current authority'),
   });
   const kubernetes =
-    config.kubernetes && kubeConfig
-      ? await startKubernetesIntegration({
+    config.kubernetes && k8s && kubeConfig
+      ? await k8s.startKubernetesIntegration({
           kubeConfig,
           namespace: config.kubernetes.namespace,
           identity: config.kubernetes.podName,
