@@ -24,9 +24,9 @@ function importsOf(path: string): string[] {
 
 function layerOf(file: string): number {
   const rel = relative(SRC, file).replace(/\\/g, '/');
-  if (['errors.ts', 'clock.ts', 'log.ts'].includes(rel)) return 0;
+  if (['errors.ts', 'clock.ts', 'log.ts', 'version.ts'].includes(rel)) return 0;
   if (/^(spiffe|pki|policy)\//.test(rel)) return 1;
-  if (/^(ca|agent|proxy|config)\//.test(rel) || rel === 'authn/authenticator.ts') return 2;
+  if (/^(ca|agent|proxy|config|inject)\//.test(rel) || rel === 'authn/authenticator.ts') return 2;
   if (/^cmd\//.test(rel) || rel === 'index.ts') return 4;
   return 3;
 }

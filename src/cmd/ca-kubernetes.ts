@@ -19,6 +19,7 @@ import { loadOrCreateAuthoritySecret } from '../k8s/authority-secret.js';
 import { LeaseLeaderElector } from '../k8s/leader-election.js';
 import type { LeaseLeaderElectorOptions } from '../k8s/leader-election.js';
 import { RootCertPublisher } from '../k8s/root-publisher.js';
+import { WebhookCaBundlePublisher } from '../k8s/webhook-ca-bundle.js';
 import type { Logger } from '../log.js';
 import { createSelfSignedRoot, loadAuthority } from '../pki/authority.js';
 import type { Authority } from '../pki/authority.js';
@@ -110,6 +111,8 @@ export interface StartKubernetesIntegrationOptions {
   readonly identity: string;
   readonly leaseName?: string;
   readonly configMapName?: string;
+  /** With the sidecar injector: keep the caBundle of MutatingWebhookConfiguration `meshca-sidecar-injector` (or this name) equal to the roots. */
+  readonly injectionWebhook?: boolean | string;
   readonly excludeNamespaces?: readonly string[];
   readonly resyncIntervalMs?: number;
   readonly election?: Pick<LeaseLeaderElectorOptions, 'leaseDurationSeconds' | 'renewDeadlineMs' | 'retryPeriodMs' | 'random'>;
@@ -145,6 +148,29 @@ export async function startKubernetesIntegration(options: StartKubernetesIntegra
     ...(options.excludeNamespaces === undefined ? {} : { excludeNamespaces: options.excludeNamespaces }),
     ...(options.resyncIntervalMs === undefined ? {} : { resyncIntervalMs: options.resyncIntervalMs }),
   });
+
+  // The webhook's caBundle follows every publication pass (leader only, at start, after a root
+  // change and at each resync, which also repairs a hand edit). Passes are chained: one writer.
+  if (options.injectionWebhook !== undefined && options.injectionWebhook !== false) {
+    const name = typeof options.injectionWebhook === 'string' ? options.injectionWebhook : undefined;
+    const webhook = new WebhookCaBundlePublisher({ kubeConfig: options.kubeConfig, logger, ...(name === undefined ? {} : { name }) });
+    let chain = Promise.resolve();
+    let lastProblem: string | undefined;
+    publisher.on('synced', () => {
+      chain = chain
+        .then(() => webhook.publish(publisher.rootsPem))
+        .then(
+          () => {
+            lastProblem = undefined;
+          },
+          (err: unknown) => {
+            const problem = (err as Error).message;
+            if (problem !== lastProblem) logger.warn({ err, name: webhook.name }, 'cannot set the injection webhook caBundle; retrying at the next resync');
+            lastProblem = problem;
+          },
+        );
+    });
+  }
 
   const refreshRoots = (): void => {
     try {

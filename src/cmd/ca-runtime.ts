@@ -53,7 +53,7 @@ export interface StartCaOptions {
   readonly clock: Clock;
 }
 
-/** Makes sure the data dir holds a CA: validates what is there, or creates a self-signed root. */
+/** The cluster-facing parts of the CA, imported on demand (see startCa). */
 async function loadKubernetesParts() {
   const [{ createKubeConfig, startKubernetesIntegration }, { loadOrCreateAuthoritySecret }, { loadOrCreateJwtKeySecret }] = await Promise.all([
     import('./ca-kubernetes.js'),
@@ -63,6 +63,7 @@ async function loadKubernetesParts() {
   return { createKubeConfig, startKubernetesIntegration, loadOrCreateAuthoritySecret, loadOrCreateJwtKeySecret };
 }
 
+/** Makes sure the data dir holds a CA: validates what is there, or creates a self-signed root. */
 async function ensureAuthority(config: CaServeConfig, { logger, clock }: StartCaOptions): Promise<void> {
   try {
     const files = await readAuthorityFiles(config.dataDir);
@@ -264,6 +265,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
       jwtAuthorities: issuance.jwtAuthority ? [issuance.jwtAuthority] : [],
     }),
     ready: () => readiness(),
+    ...(config.sidecarInjector ? { injection: config.sidecarInjector } : {}),
     ...(config.insecure
       ? {}
       : {
@@ -302,6 +304,8 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
           namespace: config.kubernetes.namespace,
           identity: config.kubernetes.podName,
           rootsPem: () => snapshot.bundle.toPem(),
+          configMapName: config.rootConfigMap,
+          injectionWebhook: config.sidecarInjector !== undefined,
           logger,
           clock,
         })

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { parseCaServeConfig } from '../config/ca-serve-config.js';
 import type { CliIo } from './cli-common.js';
+import { VERSION } from '../version.js';
 
 
 const opt = (flags: string, description: string, env: string, fallback?: string): Option => {
@@ -48,6 +49,11 @@ export function buildCaServeCommand(io: CliIo): Command {
     .addOption(opt('--rate-burst <n>', 'burst per identity', 'MESHCA_RATE_BURST', '500'))
     .addOption(opt('--self-signed <bool>', 'create a self-signed root when the data dir has no CA', 'MESHCA_SELF_SIGNED', 'true'))
     .addOption(opt('--signing-workers <n|auto>', 'worker threads for CSR verification and signing (0 = main thread)', 'MESHCA_SIGNING_WORKERS', 'auto'))
+    .addOption(new Option('--sidecar-injector', 'serve the sidecar injection webhook, POST /inject on the HTTPS port (AdmissionReview v1)').env('MESHCA_SIDECAR_INJECTOR'))
+    .addOption(opt('--sidecar-image <ref>', `injected sidecar image (default meshca:${VERSION})`, 'MESHCA_SIDECAR_IMAGE'))
+    .addOption(opt('--sidecar-image-pull-policy <policy>', 'injected sidecar: Always, IfNotPresent or Never', 'MESHCA_SIDECAR_IMAGE_PULL_POLICY'))
+    .addOption(opt('--sidecar-ca-address <host:port>', `injected sidecar: this CA's gRPC address as pods reach it`, 'MESHCA_SIDECAR_CA_ADDRESS', `meshca.${namespace}.svc:15012`))
+    .addOption(opt('--root-configmap <name>', 'ConfigMap the root is published in, key root-cert.pem (Istio: istio-ca-root-cert)', 'MESHCA_ROOT_CONFIGMAP', 'meshca-root-cert'))
     .addOption(opt('--log-level <level>', 'log level', 'MESHCA_LOG_LEVEL', 'info'))
     .addOption(new Option('--kubernetes', 'keep the CA in a Secret, elect a leader (Lease) and publish the root to every namespace').env('MESHCA_KUBERNETES'))
     .addOption(opt('--pod-namespace <ns>', 'namespace of this CA pod (downward API)', 'POD_NAMESPACE'))
@@ -56,7 +62,7 @@ export function buildCaServeCommand(io: CliIo): Command {
     .addOption(new Option('--config <file>', 'YAML file with any of these options (flags and env win)').env('MESHCA_CONFIG'))
     .action(async (_opts: Record<string, unknown>, command: Command) => {
       // Commander turns a boolean flag on whenever its variable is set, even to "false".
-      for (const [name, variable] of [['insecure', 'MESHCA_INSECURE'], ['kubernetes', 'MESHCA_KUBERNETES']] as const) {
+      for (const [name, variable] of [['insecure', 'MESHCA_INSECURE'], ['kubernetes', 'MESHCA_KUBERNETES'], ['sidecarInjector', 'MESHCA_SIDECAR_INJECTOR']] as const) {
         if (command.getOptionValueSource(name) === 'env') command.setOptionValueWithSource(name, io.env[variable] ?? '', 'env');
       }
       const configFile = command.getOptionValue('config') as string | undefined;

@@ -3,7 +3,9 @@ import { systemClock } from '../clock.js';
 import type { CliIo } from './cli-common.js';
 import { reportCliError } from './errors.js';
 
-export const VERSION = '0.1.0';
+import { VERSION } from '../version.js';
+
+export { VERSION };
 
 interface Subcommand {
   readonly name: string;
@@ -37,6 +39,11 @@ const SUBCOMMANDS: readonly Subcommand[] = [
     name: 'proxy',
     description: 'terminate mTLS in front of a plain HTTP app and enforce policy (or, with --outbound, originate mTLS)',
     load: async () => (await import('./proxy-command.js')).buildProxyCommand,
+  },
+  {
+    name: 'inject',
+    description: 'add the meshca sidecar to the workloads of a Kubernetes manifest (like istioctl kube-inject)',
+    load: async () => (await import('./inject-command.js')).buildInjectCommand,
   },
   {
     name: 'token',

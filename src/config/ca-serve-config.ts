@@ -5,6 +5,9 @@ import { parseTrustDomain, type TrustDomain } from '../spiffe/trust-domain.js';
 import { parseDurationSeconds } from './duration.js';
 import { isIpAddress } from '../pki/ip-address.js';
 import type { ListenerLimits } from './listener-limits.js';
+import type { InjectionSettings } from '../inject/pod-injection.js';
+import { parseInjectionSettings } from './injection-config.js';
+import { VERSION } from '../version.js';
 
 export type AuthMode = 'dev' | 'jwks' | 'tokenreview';
 
@@ -40,6 +43,10 @@ export interface CaServeConfig {
   readonly signingWorkers: number;
   /** Connection cap, handshake, request and idle timeouts of the gRPC and HTTPS listeners. */
   readonly limits: ListenerLimits;
+  /** With --kubernetes, the ConfigMap the root is published in (`meshca-root-cert`; Istio's `istio-ca-root-cert`). */
+  readonly rootConfigMap: string;
+  /** Serve the sidecar injection webhook (`POST /inject` on the HTTPS port) with these settings. */
+  readonly sidecarInjector: InjectionSettings | undefined;
   readonly logLevel: string;
 }
 
@@ -164,6 +171,22 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
   const httpListen = listenOrDefault(raw['httpListen'], '--http-listen', problems);
   const explicitIps = list(raw['servingIpAddresses']);
   for (const ip of explicitIps) if (!isIpAddress(ip)) problems.push(`--serving-ip-addresses: ${JSON.stringify(ip)} is not an IP address`);
+  const rootConfigMap = String(raw['rootConfigmap'] ?? 'meshca-root-cert');
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(rootConfigMap) || rootConfigMap.length > 253) problems.push(`--root-configmap ${JSON.stringify(rootConfigMap)} is not a ConfigMap name`);
+  let sidecarInjector: InjectionSettings | undefined;
+  if (bool(raw['sidecarInjector'])) {
+    sidecarInjector = attempt(undefined, () =>
+      parseInjectionSettings(
+        {
+          ...(raw['sidecarImage'] === undefined ? {} : { sidecarImage: String(raw['sidecarImage']) }),
+          ...(raw['sidecarImagePullPolicy'] === undefined ? {} : { sidecarImagePullPolicy: String(raw['sidecarImagePullPolicy']) }),
+          ...(raw['sidecarCaAddress'] === undefined ? {} : { sidecarCaAddress: String(raw['sidecarCaAddress']) }),
+          rootConfigMap,
+        },
+        VERSION,
+      ),
+    );
+  }
   const config: CaServeConfig = {
     dataDir: String(raw['dataDir']),
     trustDomain: trustDomain ?? parseTrustDomain('invalid'),
@@ -186,6 +209,8 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
     selfSigned: raw['selfSigned'] === undefined ? true : bool(raw['selfSigned']),
     signingWorkers,
     limits,
+    rootConfigMap,
+    sidecarInjector,
     kubernetes: bool(raw['kubernetes'])
       ? { namespace: String(raw['podNamespace'] ?? ''), podName: String(raw['podName'] ?? '') }
       : undefined,

@@ -10,10 +10,10 @@ export interface HttpsResponse {
 /** A real HTTPS request that trusts exactly `ca` (the mesh root), as an operator's curl would. */
 export function httpsRequest(
   url: string,
-  options: { ca: string; method?: string; headers?: Record<string, string>; body?: string | Buffer },
+  options: { ca: string; method?: string; headers?: Record<string, string>; body?: string | Buffer; servername?: string },
 ): Promise<HttpsResponse> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: options.method ?? 'GET', headers: options.headers ?? {}, ca: options.ca, agent: false }, (res) => {
+    const req = request(url, { method: options.method ?? 'GET', headers: options.headers ?? {}, ca: options.ca, agent: false, ...(options.servername ? { servername: options.servername } : {}) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {

@@ -6,12 +6,14 @@ import Fastify, {
   type FastifyServerFactory,
 } from 'fastify';
 import type { IssuanceService } from '../../ca/issuance-service.js';
+import type { InjectionSettings } from '../../inject/pod-injection.js';
 import type { Logger } from '../../log.js';
 import type { CaMetrics } from '../metrics.js';
 import { toPublicError } from '../status.js';
 import { bundleRoutes, type BundleInfo } from './bundle-routes.js';
 import { certificateRoutes } from './certificate-routes.js';
 import { healthRoutes, type ReadinessCheck } from './health-routes.js';
+import { injectionRoutes } from './injection-routes.js';
 import { jwtSvidRoutes } from './jwt-svid-routes.js';
 
 export interface HttpAppDeps {
@@ -23,6 +25,8 @@ export interface HttpAppDeps {
   /** Request body cap; a certificate request is a few KiB. */
   readonly bodyLimitBytes?: number;
   readonly requestTimeoutMs?: number;
+  /** Serve the sidecar injection webhook (`POST /inject`) with these settings. */
+  readonly injection?: InjectionSettings;
   /** Supplies the node server (e.g. HTTPS with a rotating certificate); plain HTTP otherwise. */
   readonly serverFactory?: FastifyServerFactory;
 }
@@ -69,5 +73,6 @@ export function buildHttpApp(deps: HttpAppDeps): FastifyInstance {
   void app.register(jwtSvidRoutes, { issuance: deps.issuance });
   void app.register(bundleRoutes, { bundle: deps.bundle });
   void app.register(healthRoutes, { ready: deps.ready, metrics: deps.metrics });
+  if (deps.injection) void app.register(injectionRoutes, { settings: deps.injection });
   return app;
 }

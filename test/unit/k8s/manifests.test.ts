@@ -15,6 +15,7 @@ import type {
   V1ClusterRoleBinding,
   V1Container,
   V1Deployment,
+  V1MutatingWebhook,
   V1PodDisruptionBudget,
   V1PodSpec,
   V1PolicyRule,
@@ -23,17 +24,20 @@ import type {
   V1Service,
   V1ServiceAccount,
 } from '@kubernetes/client-node';
+import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { ConfigMap, Namespace, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { parseAllDocuments } from 'yaml';
+import { unknownFields } from '../../helpers/kube-schema.js';
 
 import { DEFAULT_PLUGIN_SECRET_NAME, DEFAULT_SELF_SIGNED_SECRET_NAME } from '../../../src/k8s/authority-secret.js';
 import { DEFAULT_JWT_KEY_SECRET_NAME } from '../../../src/k8s/jwt-key-secret.js';
 import { DEFAULT_LEASE_NAME } from '../../../src/k8s/leader-election.js';
 import { DEFAULT_ROOT_CONFIGMAP_NAME, ROOT_CERT_KEY } from '../../../src/k8s/root-publisher.js';
+import { DEFAULT_WEBHOOK_CONFIGURATION_NAME } from '../../../src/k8s/webhook-ca-bundle.js';
 
 const K8S_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../../k8s');
 const CA_NAMESPACE = 'meshca';
@@ -54,9 +58,10 @@ const MODELS: Readonly<Record<string, ModelClass>> = {
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
   'rbac.authorization.k8s.io/v1/Role': Role,
   'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
+  'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': MutatingWebhookConfiguration,
 };
 
-const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding']);
+const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration']);
 
 interface Manifest {
   readonly file: string;
@@ -113,34 +118,6 @@ function find<T>(kind: string, name: string, where?: (m: Manifest) => boolean): 
 
 const inBase = (m: Manifest): boolean => m.file.startsWith('base/');
 const inExamples = (m: Manifest): boolean => m.file.startsWith('examples/');
-
-// --- unknown-field check, driven by @kubernetes/client-node's model metadata ---------------------
-
-type AttributeMap = () => readonly { readonly baseName: string; readonly type: string }[];
-const CLIENT_MODELS = clientNode as unknown as Record<string, { getAttributeTypeMap?: AttributeMap } | undefined>;
-const LEAF_TYPES = new Set(['string', 'number', 'boolean', 'any', 'object', 'Date', 'V1MicroTime', 'IntOrString']);
-
-function unknownFields(value: unknown, type: string, path: string, out: string[]): void {
-  if (value === null || value === undefined || LEAF_TYPES.has(type)) return;
-  if (type.startsWith('Array<')) {
-    const inner = type.slice('Array<'.length, -1);
-    if (Array.isArray(value)) value.forEach((v, i) => unknownFields(v, inner, `${path}[${i}]`, out));
-    return;
-  }
-  const mapMatch = /^\{ \[key: string\]: (.+); \}$/.exec(type);
-  if (mapMatch) {
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) unknownFields(v, mapMatch[1]!, `${path}.${k}`, out);
-    return;
-  }
-  const attributes = CLIENT_MODELS[type]?.getAttributeTypeMap?.();
-  if (attributes === undefined || typeof value !== 'object') return;
-  const known = new Map(attributes.map((a) => [a.baseName, a.type]));
-  for (const [key, child] of Object.entries(value as Record<string, unknown>)) {
-    const childType = known.get(key);
-    if (childType === undefined) out.push(`${path}.${key}`);
-    else unknownFields(child, childType, `${path}.${key}`, out);
-  }
-}
 
 // --- a small RBAC evaluator, to check grants against what src/k8s actually does ----------------
 
@@ -312,9 +289,10 @@ describe('k8s manifests', () => {
       assert.deepEqual(
         [...(ca.command ?? []), ...(ca.args ?? [])],
         [
-          'meshca', 'ca', 'serve', '--auth', 'tokenreview', '--kubernetes',
+          'ca', 'serve', '--auth', 'tokenreview', '--kubernetes',
           '--grpc-listen', '0.0.0.0:15012', '--http-listen', '0.0.0.0:15014',
           '--serving-dns-names', 'meshca.meshca.svc,meshca.meshca.svc.cluster.local',
+          '--sidecar-injector', '--sidecar-image', 'meshca:latest',
         ],
       );
       assert.equal(spec.serviceAccountName, 'meshca');
@@ -382,6 +360,38 @@ describe('k8s manifests', () => {
     });
   });
 
+  describe('the sidecar injection webhook', () => {
+    const webhookConfig = find<{ webhooks: V1MutatingWebhook[] }>('MutatingWebhookConfiguration', DEFAULT_WEBHOOK_CONFIGURATION_NAME);
+    const webhook = webhookConfig.webhooks[0]!;
+    const ca = podSpec(find<V1Deployment>('Deployment', 'meshca', inBase)).containers.find((c) => c.name === 'meshca');
+
+    it("calls POST /inject on the CA Service's HTTPS port, which the CA serves with --sidecar-injector", () => {
+      const service = find<V1Service>('Service', 'meshca', inBase);
+      const https = service.spec?.ports?.find((p) => p.name === 'https');
+      assert.deepEqual(webhook.clientConfig.service, { name: 'meshca', namespace: CA_NAMESPACE, path: '/inject', port: https?.port });
+      assert.ok(ca?.args?.includes('--sidecar-injector'));
+      // The CA fills caBundle in (the mesh root signs its serving certificate): none is shipped.
+      assert.equal(webhook.clientConfig.caBundle, undefined);
+      assert.ok((ca?.args?.[ca.args.indexOf('--serving-dns-names') + 1] ?? '').split(',').includes('meshca.meshca.svc'), 'the name the API server dials is in the serving certificate');
+    });
+
+    it('admits pod CREATEs only, v1 reviews, no side effects, and fails closed', () => {
+      assert.deepEqual(webhook.rules, [{ apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], operations: ['CREATE'], scope: 'Namespaced' }]);
+      assert.deepEqual(webhook.admissionReviewVersions, ['v1']);
+      assert.equal(webhook.sideEffects, 'None');
+      assert.equal(webhook.failurePolicy, 'Fail');
+      assert.ok((webhook.timeoutSeconds ?? 10) <= 10);
+    });
+
+    it('injects only namespaces labelled meshca-injection=enabled, never the CA or system namespaces, and honours the opt-out label', () => {
+      const expressions = webhook.namespaceSelector?.matchExpressions ?? [];
+      assert.deepEqual(expressions.find((e) => e.key === 'meshca-injection'), { key: 'meshca-injection', operator: 'In', values: ['enabled'] });
+      const excluded = expressions.find((e) => e.key === 'kubernetes.io/metadata.name' && e.operator === 'NotIn')?.values ?? [];
+      for (const ns of [CA_NAMESPACE, 'kube-system']) assert.ok(excluded.includes(ns), `${ns} is excluded`);
+      assert.deepEqual(webhook.objectSelector?.matchExpressions, [{ key: 'sidecar.meshca.io/inject', operator: 'NotIn', values: ['false'] }]);
+    });
+  });
+
   describe('RBAC', () => {
     const roles = manifests.filter((m) => m.kind === 'Role' || m.kind === 'ClusterRole');
 
@@ -427,6 +437,8 @@ describe('k8s manifests', () => {
         { apiGroup: '', resource: 'configmaps', verb: 'get', namespace: 'shop', name: DEFAULT_ROOT_CONFIGMAP_NAME },
         { apiGroup: '', resource: 'configmaps', verb: 'update', namespace: 'shop', name: DEFAULT_ROOT_CONFIGMAP_NAME },
         { apiGroup: '', resource: 'configmaps', verb: 'create', namespace: 'shop' },
+        { apiGroup: 'admissionregistration.k8s.io', resource: 'mutatingwebhookconfigurations', verb: 'get', name: DEFAULT_WEBHOOK_CONFIGURATION_NAME },
+        { apiGroup: 'admissionregistration.k8s.io', resource: 'mutatingwebhookconfigurations', verb: 'update', name: DEFAULT_WEBHOOK_CONFIGURATION_NAME },
       ];
       for (const request of allowed) assert.ok(meshcaMay(request), `meshca may ${JSON.stringify(request)}`);
       const denied: Request[] = [
@@ -438,6 +450,8 @@ describe('k8s manifests', () => {
         { apiGroup: '', resource: 'configmaps', verb: 'get', namespace: 'shop', name: 'app-config' },
         { apiGroup: '', resource: 'configmaps', verb: 'delete', namespace: 'shop', name: DEFAULT_ROOT_CONFIGMAP_NAME },
         { apiGroup: '', resource: 'pods', verb: 'list', namespace: 'shop' },
+        { apiGroup: 'admissionregistration.k8s.io', resource: 'mutatingwebhookconfigurations', verb: 'update', name: 'istio-sidecar-injector' },
+        { apiGroup: 'admissionregistration.k8s.io', resource: 'validatingwebhookconfigurations', verb: 'update', name: DEFAULT_WEBHOOK_CONFIGURATION_NAME },
       ];
       for (const request of denied) assert.ok(!meshcaMay(request), `meshca may not ${JSON.stringify(request)}`);
     });
@@ -500,7 +514,8 @@ describe('k8s manifests', () => {
         it('runs one meshca process, `meshca sidecar`, as a native sidecar against the CA Service, trusting the published root', () => {
           assert.ok(agent);
           assert.equal(agent.restartPolicy, 'Always');
-          assert.equal(agent.command?.[0], 'meshca');
+          // The image's entrypoint is meshca (also on distroless, where nothing is on a PATH).
+          assert.equal(agent.command, undefined);
           assert.equal(agent.args?.[0], 'sidecar');
           assert.deepEqual(
             allContainers(spec).filter((c) => c.image?.startsWith('meshca')).map((c) => c.name),
