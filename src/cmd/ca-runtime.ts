@@ -24,6 +24,8 @@ import { addJwtSvidService } from '../transport/grpc/jwt-svid-service.js';
 import { buildHttpApp } from '../transport/http/app.js';
 import { formatSpiffeBundleJwks } from '../spiffe/bundle-jwks.js';
 import { CaMetrics } from '../transport/metrics.js';
+import { createHealthServer } from '../transport/health-server.js';
+import { listenOn } from './proxy-parts.js';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { AuthorityRotation, checkAuthorityLifetime, type AuthoritySnapshot } from '../ca/authority-rotation.js';
 import type { SvidSigner } from '../ca/issuance-service.js';
@@ -40,6 +42,8 @@ export const JWT_SIGNING_KEY_FILE = 'jwt-signing-key.json';
 export interface RunningCa {
   readonly grpcPort: number;
   readonly httpPort: number;
+  /** With --monitoring-listen. */
+  readonly monitoringPort?: number;
   readonly issuance: IssuanceService;
   readonly serving: ServingCertificateManager;
   /** What `/readyz` reports: why this CA cannot serve now, or undefined when it can. */
@@ -220,7 +224,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
   const material = await serving.start();
 
   // The per-call deadline leaves room for authentication's own timeout to report first.
-  const grpcServer = createCaGrpcServer({ issuance, logger, metrics, requestTimeoutMs: config.authTimeoutMs + 5000, idleTimeoutMs: config.limits.idleTimeoutMs });
+  const grpcServer = createCaGrpcServer({ issuance, logger, metrics, requestTimeoutMs: config.authTimeoutMs + 5000, idleTimeoutMs: config.limits.idleTimeoutMs, clusterId: config.clusterId });
   let grpcCredentials: ServerCredentials;
   if (config.insecure) {
     grpcCredentials = ServerCredentials.createInsecure();
@@ -278,6 +282,15 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
         }),
   });
   await app.listen({ host: config.httpListen.host, port: config.httpListen.port });
+  // Prometheus scrapes plain HTTP, as istiod's http-monitoring port: metrics and health only,
+  // nothing a client could use to get a certificate.
+  let monitoring: NodeServer | undefined;
+  let monitoringPort: number | undefined;
+  if (config.monitoringListen) {
+    monitoring = createHealthServer({ registry: metrics.registry, notReady: () => readiness() });
+    capConnections(monitoring, 'monitoring', { ...config.limits, maxConnections: 64 }, { logger, metrics: connectionMetrics });
+    monitoringPort = await listenOn(monitoring, config.monitoringListen, 'monitoring');
+  }
   // `meshca ca rotate` and re-issued plug-in files take effect without a restart.
   const watcher = watchAuthorityDir(config.dataDir, {
     trustDomain: config.trustDomain,
@@ -342,6 +355,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
       trustDomain: config.trustDomain.name,
       grpc: `${config.grpcListen.host}:${grpcPort}`,
       http: `${config.insecure ? 'http' : 'https'}://${config.httpListen.host}:${httpPort}`,
+      ...(monitoringPort === undefined ? {} : { monitoring: `http://${config.monitoringListen!.host}:${monitoringPort}` }),
       auth: config.auth,
       tls: !config.insecure,
       caNotAfter: snapshot.authority.notAfter.toISOString(),
@@ -354,6 +368,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
   return {
     grpcPort,
     httpPort,
+    ...(monitoringPort === undefined ? {} : { monitoringPort }),
     issuance,
     serving,
     readiness,
@@ -381,6 +396,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
         });
       }),
       app.close(),
+      new Promise<void>((resolve) => (monitoring ? monitoring.close(() => resolve()) : resolve())),
     ]);
     await kubernetes?.close();
     serving.close();

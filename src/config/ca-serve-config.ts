@@ -17,6 +17,8 @@ export interface CaServeConfig {
   readonly trustDomain: TrustDomain;
   readonly grpcListen: { readonly host: string; readonly port: number };
   readonly httpListen: { readonly host: string; readonly port: number };
+  /** Plain-HTTP /metrics, /healthz and /readyz for Prometheus and probes (istiod's http-monitoring); off when undefined. */
+  readonly monitoringListen: ListenAddress | undefined;
   readonly auth: AuthMode;
   readonly audiences: readonly string[];
   readonly jwksFile: string | undefined;
@@ -43,6 +45,8 @@ export interface CaServeConfig {
   readonly signingWorkers: number;
   /** Connection cap, handshake, request and idle timeouts of the gRPC and HTTPS listeners. */
   readonly limits: ListenerLimits;
+  /** The cluster a caller's `ClusterID` header must name (Istio's CLUSTER_ID). */
+  readonly clusterId: string;
   /** With --kubernetes, the ConfigMap the root is published in (`meshca-root-cert`; Istio's `istio-ca-root-cert`). */
   readonly rootConfigMap: string;
   /** Serve the sidecar injection webhook (`POST /inject` on the HTTPS port) with these settings. */
@@ -169,8 +173,11 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
   const limits = parseLimits(raw, problems, attempt);
   const grpcListen = listenOrDefault(raw['grpcListen'], '--grpc-listen', problems);
   const httpListen = listenOrDefault(raw['httpListen'], '--http-listen', problems);
+  const monitoringListen = raw['monitoringListen'] === undefined ? undefined : parseListen(raw['monitoringListen'], '--monitoring-listen', problems);
   const explicitIps = list(raw['servingIpAddresses']);
   for (const ip of explicitIps) if (!isIpAddress(ip)) problems.push(`--serving-ip-addresses: ${JSON.stringify(ip)} is not an IP address`);
+  const clusterId = String(raw['clusterId'] ?? 'Kubernetes');
+  if (!/^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$/.test(clusterId)) problems.push(`--cluster-id ${JSON.stringify(clusterId)} must be 1-63 letters, digits, '-', '_' or '.'`);
   const rootConfigMap = String(raw['rootConfigmap'] ?? 'meshca-root-cert');
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(rootConfigMap) || rootConfigMap.length > 253) problems.push(`--root-configmap ${JSON.stringify(rootConfigMap)} is not a ConfigMap name`);
   let sidecarInjector: InjectionSettings | undefined;
@@ -192,6 +199,7 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
     trustDomain: trustDomain ?? parseTrustDomain('invalid'),
     grpcListen,
     httpListen,
+    monitoringListen,
     auth: auth as AuthMode,
     audiences,
     jwksFile,
@@ -210,6 +218,7 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
     signingWorkers,
     limits,
     rootConfigMap,
+    clusterId,
     sidecarInjector,
     kubernetes: bool(raw['kubernetes'])
       ? { namespace: String(raw['podNamespace'] ?? ''), podName: String(raw['podName'] ?? '') }

@@ -232,12 +232,17 @@ export function injectPod(pod: PodTemplate, settings: InjectionSettings, where: 
   // group so the sidecar (65532) can read it. An fsGroup the pod already sets is kept.
   const securityContext = spec.securityContext?.['fsGroup'] === undefined ? { ...(spec.securityContext ?? {}), fsGroup: NONROOT } : spec.securityContext;
   const status = { version: settings.version, initContainers: [SIDECAR_CONTAINER_NAME], volumes: volumes.map((v) => v.volume) };
+  // Annotation-driven scrape configs find the sidecar's metrics, as Istio's injector points them
+  // at its agent; a pod that already says where its own metrics are keeps that.
+  const scrape: Record<string, string> = Object.keys(annotations).some((k) => k.startsWith('prometheus.io/'))
+    ? {}
+    : { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(HEALTH_PORT), 'prometheus.io/path': '/metrics' };
   return {
     kind: 'injected',
     appPort: app?.port,
     appPortName: app?.name,
     pod: {
-      metadata: { ...meta, annotations: { ...annotations, [STATUS_ANNOTATION]: JSON.stringify(status) } },
+      metadata: { ...meta, annotations: { ...annotations, ...scrape, [STATUS_ANNOTATION]: JSON.stringify(status) } },
       spec: {
         ...spec,
         initContainers: [sidecar as unknown as Container, ...(spec.initContainers ?? [])],

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 
 import { Pod } from 'kubernetes-models/v1';
@@ -84,6 +85,24 @@ describe('ca serve --sidecar-injector: POST /inject', () => {
     }
     const notJson = await post('<x/>', { 'content-type': 'application/xml' });
     assert.equal(notJson.status, 415);
+  });
+
+  test('--monitoring-listen serves /metrics, /healthz and /readyz over plain HTTP, and nothing else', async () => {
+    const monitored = await startTestCa({ monitoringListen: '127.0.0.1:0' });
+    try {
+      const base = `http://127.0.0.1:${monitored.running.monitoringPort}`;
+      const metrics = await fetch(`${base}/metrics`);
+      assert.equal(metrics.status, 200);
+      const text = await metrics.text();
+      assert.match(text, /^meshca_ca_certificate_expiration_timestamp_seconds\{serial="[0-9a-f]+"\} \d+/m);
+      const promtool = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      if (promtool.error === undefined) assert.equal(promtool.status, 0, promtool.stdout + promtool.stderr);
+      assert.equal((await fetch(`${base}/readyz`)).status, 200);
+      assert.equal((await fetch(`${base}/v1/bundle`)).status, 404, 'the CA API is not on the monitoring port');
+      assert.equal((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
+    } finally {
+      await monitored.close();
+    }
   });
 
   test('a CA without --sidecar-injector has no /inject', async () => {

@@ -1,6 +1,6 @@
 import { Metadata, Server, ServerCredentials, experimental, status, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import type { IssuanceService } from '../../ca/issuance-service.js';
-import { AuthnUnavailableError, CsrError, RequestError } from '../../errors.js';
+import { AuthnError, AuthnUnavailableError, AuthzDeniedError, CsrError, RequestError } from '../../errors.js';
 import type { IstioCertificateRequest__Output } from '../../generated/istio-ca/istio/v1/auth/IstioCertificateRequest.js';
 import type { IstioCertificateResponse } from '../../generated/istio-ca/istio/v1/auth/IstioCertificateResponse.js';
 import type { Logger } from '../../log.js';
@@ -23,7 +23,16 @@ export interface CaGrpcServerOptions {
   readonly idleTimeoutMs?: number;
   /** gRPC message size cap; a CSR plus metadata is a few KiB. */
   readonly maxMessageBytes?: number;
+  /**
+   * The cluster this CA authenticates for (Istio's CLUSTER_ID, default `Kubernetes`). A caller
+   * whose `ClusterID` header names another cluster is refused, as istiod does: its token was
+   * not issued by the cluster this CA asks.
+   */
+  readonly clusterId?: string;
 }
+
+/** Istio's default cluster ID (its CLUSTER_ID when unset). */
+export const DEFAULT_CLUSTER_ID = 'Kubernetes';
 
 /**
  * Istio's `IstioCertificateService/CreateCertificate`, so pilot-agent or ztunnel can use meshca as
@@ -85,6 +94,16 @@ export function createCaGrpcServer(options: CaGrpcServerOptions): Server {
         callback({ code: pub.grpcStatus, details: pub.message, metadata });
       };
       try {
+        const claimed = call.metadata.get('clusterid').map(String);
+        const clusterId = options.clusterId ?? DEFAULT_CLUSTER_ID;
+        if (claimed.some((c) => c !== clusterId)) {
+          throw new AuthnError(`the caller claims cluster ${JSON.stringify(claimed.join(','))}; this CA authenticates cluster ${JSON.stringify(clusterId)}`, { rule: 'cluster-id' });
+        }
+        // ztunnel asks for certificates of the pods on its node; meshca issues only the caller's
+        // own identity, and says so rather than answering with an identity that was not asked for.
+        if (call.request.metadata?.fields?.['ImpersonatedIdentity'] !== undefined) {
+          throw new AuthzDeniedError('impersonated identities (ImpersonatedIdentity) are not issued: a caller gets its own identity only', { rule: 'impersonation' });
+        }
         const token = bearerToken(call.metadata.get('authorization').map(String));
         const csr = call.request.csr;
         if (typeof csr !== 'string' || csr.length === 0) throw new CsrError('request has no CSR', { rule: 'missing' });

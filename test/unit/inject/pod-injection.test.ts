@@ -187,6 +187,14 @@ describe('injectPod', () => {
     assert.deepEqual(own.spec.securityContext, { fsGroup: 2000, runAsNonRoot: true });
   });
 
+  it("points annotation-driven Prometheus scrapes at the sidecar's metrics, unless the pod names its own", () => {
+    const annotations = injected(helloworldPod()).metadata.annotations ?? {};
+    assert.deepEqual([annotations['prometheus.io/scrape'], annotations['prometheus.io/port'], annotations['prometheus.io/path']], ['true', '15021', '/metrics']);
+    const own = injected(helloworldPod({ annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9090' } })).metadata.annotations ?? {};
+    assert.equal(own['prometheus.io/port'], '9090');
+    assert.equal(own['prometheus.io/path'], undefined);
+  });
+
   it('is idempotent: an injected pod comes back unchanged', () => {
     const once = injected(helloworldPod());
     assert.deepEqual(injectPod(deepFreeze(once), settings, 'p'), { kind: 'skipped', reason: 'already injected' });

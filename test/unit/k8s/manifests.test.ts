@@ -4,7 +4,9 @@
  * them silently), keep the CA's security posture, and grant exactly what src/k8s uses.
  */
 import * as assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +40,7 @@ import { DEFAULT_JWT_KEY_SECRET_NAME } from '../../../src/k8s/jwt-key-secret.js'
 import { DEFAULT_LEASE_NAME } from '../../../src/k8s/leader-election.js';
 import { DEFAULT_ROOT_CONFIGMAP_NAME, ROOT_CERT_KEY } from '../../../src/k8s/root-publisher.js';
 import { DEFAULT_WEBHOOK_CONFIGURATION_NAME } from '../../../src/k8s/webhook-ca-bundle.js';
+import { DEFAULT_INJECTION_SETTINGS, injectPod } from '../../../src/inject/pod-injection.js';
 
 const K8S_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../../k8s');
 const CA_NAMESPACE = 'meshca';
@@ -202,7 +205,7 @@ describe('k8s manifests', () => {
 
     it('every document validates against the schema of its apiVersion and kind', () => {
       for (const m of manifests) {
-        if (m.apiVersion === 'security.istio.io/v1') continue; // a CRD: checked structurally below
+        if (m.apiVersion === 'security.istio.io/v1' || m.apiVersion === 'monitoring.coreos.com/v1') continue; // CRDs: checked structurally below
         const model = MODELS[`${m.apiVersion}/${m.kind}`];
         assert.ok(model, `${m.file}: no schema registered for ${m.apiVersion} ${m.kind}`);
         let problem: string | undefined;
@@ -219,7 +222,7 @@ describe('k8s manifests', () => {
     it('no document carries a field the API does not know (a typo the server would silently drop)', () => {
       const problems: string[] = [];
       for (const m of manifests) {
-        if (m.apiVersion === 'security.istio.io/v1') continue;
+        if (m.apiVersion === 'security.istio.io/v1' || m.apiVersion === 'monitoring.coreos.com/v1') continue;
         unknownFields(m.object, `V1${m.kind}`, `${m.file}:${m.kind}/${m.name}`, problems);
       }
       assert.deepEqual(problems, []);
@@ -245,7 +248,7 @@ describe('k8s manifests', () => {
   });
 
   describe('kustomize', () => {
-    for (const dir of ['base', 'examples']) {
+    for (const dir of ['base', 'examples', 'monitoring']) {
       it(`${dir}/kustomization.yaml lists every manifest file of ${dir}/ and nothing else`, () => {
         const kustomization = kustomizations.get(`${dir}/kustomization.yaml`);
         assert.ok(kustomization, `${dir}/kustomization.yaml exists`);
@@ -291,7 +294,6 @@ describe('k8s manifests', () => {
         [
           'ca', 'serve', '--auth', 'tokenreview', '--kubernetes',
           '--grpc-listen', '0.0.0.0:15012', '--http-listen', '0.0.0.0:15014',
-          '--serving-dns-names', 'meshca.meshca.svc,meshca.meshca.svc.cluster.local',
           '--sidecar-injector', '--sidecar-image', 'meshca:latest',
         ],
       );
@@ -346,11 +348,11 @@ describe('k8s manifests', () => {
       assert.ok(ca && mountFor(ca, '/tmp/x'), '/tmp is writable');
     });
 
-    it('the Service exposes grpc 15012 and https 15014 of the CA pods', () => {
+    it('the Service exposes grpc 15012, https 15014 and http-monitoring 15016 of the CA pods', () => {
       const service = find<V1Service>('Service', 'meshca', inBase);
       assert.ok(labelsMatch(service.spec?.selector, podLabels));
       const ports = Object.fromEntries((service.spec?.ports ?? []).map((p) => [p.name, [p.port, ca ? portNumber(ca, p.targetPort) : undefined]]));
-      assert.deepEqual(ports, { grpc: [15012, 15012], https: [15014, 15014] });
+      assert.deepEqual(ports, { grpc: [15012, 15012], https: [15014, 15014], 'http-monitoring': [15016, 15016] });
     });
 
     it('the namespace enforces the restricted Pod Security level', () => {
@@ -372,7 +374,8 @@ describe('k8s manifests', () => {
       assert.ok(ca?.args?.includes('--sidecar-injector'));
       // The CA fills caBundle in (the mesh root signs its serving certificate): none is shipped.
       assert.equal(webhook.clientConfig.caBundle, undefined);
-      assert.ok((ca?.args?.[ca.args.indexOf('--serving-dns-names') + 1] ?? '').split(',').includes('meshca.meshca.svc'), 'the name the API server dials is in the serving certificate');
+      const servingNames = ca?.env?.find((e) => e.name === 'MESHCA_SERVING_DNS_NAMES')?.value ?? '';
+      assert.ok(servingNames.split(',').includes('meshca.meshca.svc'), 'the name the API server dials is in the serving certificate');
     });
 
     it('admits pod CREATEs only, v1 reviews, no side effects, and fails closed', () => {
@@ -389,6 +392,51 @@ describe('k8s manifests', () => {
       const excluded = expressions.find((e) => e.key === 'kubernetes.io/metadata.name' && e.operator === 'NotIn')?.values ?? [];
       for (const ns of [CA_NAMESPACE, 'kube-system']) assert.ok(excluded.includes(ns), `${ns} is excluded`);
       assert.deepEqual(webhook.objectSelector?.matchExpressions, [{ key: 'sidecar.meshca.io/inject', operator: 'NotIn', values: ['false'] }]);
+    });
+  });
+
+  describe('monitoring', () => {
+    it("the ServiceMonitor scrapes the Service's plain-HTTP http-monitoring port, which the CA serves with --monitoring-listen", () => {
+      const monitor = find<{ spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; path: string }[] } }>('ServiceMonitor', 'meshca');
+      const service = find<V1Service>('Service', 'meshca', inBase);
+      assert.ok(labelsMatch(monitor.spec.selector.matchLabels, service.metadata?.labels));
+      const port = service.spec?.ports?.find((p) => p.name === monitor.spec.endpoints[0]!.port);
+      assert.ok(port, 'the endpoint names a Service port');
+      const ca = podSpec(find<V1Deployment>('Deployment', 'meshca', inBase)).containers.find((c) => c.name === 'meshca')!;
+      const listen = ca.env?.find((e) => e.name === 'MESHCA_MONITORING_LISTEN')?.value;
+      assert.equal(listen, `0.0.0.0:${ca.ports?.find((p) => p.name === port.targetPort)?.containerPort}`);
+      assert.equal(monitor.spec.endpoints[0]!.path, '/metrics');
+    });
+
+    const scrapeConfig = () => find<{ data: Record<string, string> }>('ConfigMap', 'meshca-prometheus-scrape-config').data['prometheus.yml']!;
+
+    it("the plain Prometheus scrape config keeps exactly the CA's monitoring port and the injected sidecars' health port", () => {
+      const jobs = (parseAllDocuments(scrapeConfig())[0]!.toJS() as { scrape_configs: { job_name: string; relabel_configs: { regex?: string; action?: string }[] }[] }).scrape_configs;
+      const keep = (job: string) => jobs.find((j) => j.job_name === job)?.relabel_configs.find((r) => r.action === 'keep')?.regex;
+      const ca = podSpec(find<V1Deployment>('Deployment', 'meshca', inBase)).containers.find((c) => c.name === 'meshca')!;
+      assert.equal(keep('meshca-ca'), `meshca;${ca.ports?.find((p) => p.containerPort === 15016)?.name}`);
+      const injected = injectPod({ metadata: {}, spec: { containers: [{ name: 'app', ports: [{ containerPort: 8080 }] }] } }, DEFAULT_INJECTION_SETTINGS, 'p');
+      assert.equal(injected.kind, 'injected');
+      const sidecar = (injected as unknown as { pod: { spec: { initContainers: V1Container[] } } }).pod.spec.initContainers[0]!;
+      assert.equal(keep('meshca-sidecars'), `${sidecar.name};${sidecar.ports?.find((p) => p.containerPort === 15021)?.name}`);
+    });
+
+    // Debian's prometheus is built without Kubernetes service discovery, so its promtool cannot
+    // read kubernetes_sd_configs; an upstream promtool can.
+    const promtool = spawnSync('promtool', ['--version']);
+    it('the plain Prometheus scrape config passes promtool check config', { skip: promtool.error ? 'promtool is not installed' : false }, (t) => {
+      const dir = mkdtempSync(join(tmpdir(), 'meshca-promtool-'));
+      try {
+        writeFileSync(join(dir, 'prometheus.yml'), scrapeConfig());
+        const out = spawnSync('promtool', ['check', 'config', join(dir, 'prometheus.yml')], { encoding: 'utf8' });
+        if (/field kubernetes_sd_configs not found/.test(out.stdout + out.stderr)) {
+          t.skip('this promtool has no Kubernetes service discovery (Debian builds it without)');
+          return;
+        }
+        assert.equal(out.status, 0, out.stdout + out.stderr);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 
