@@ -224,6 +224,9 @@ export function buildDemoCommand(io: CliIo): Command {
         check(foreign.error !== undefined, 'refused: its CA is not in the cluster.local trust bundle');
 
         step('Check it yourself');
+        // Without --keep the servers stop and the files go when the demo ends: say so first,
+        // rather than print commands that would then fail.
+        if (!opts.keep) say(`These need the demo running: start it with ${demoCommand()} --keep and try them from another terminal.`);
         const sleepCerts = join(dir, 'sleep', 'certs');
         const helloCerts = join(dir, 'helloworld', 'certs');
         say(`openssl x509 -in ${join(helloCerts, 'cert-chain.pem')} -noout -text`);
@@ -231,8 +234,8 @@ export function buildDemoCommand(io: CliIo): Command {
         say(`openssl s_client -connect localhost:${port} -cert ${join(sleepCerts, 'cert-chain.pem')} -key ${join(sleepCerts, 'key.pem')} -CAfile ${join(sleepCerts, 'root-cert.pem')}`);
         say(`curl --cacert ${join(sleepCerts, 'root-cert.pem')} --cert ${join(sleepCerts, 'cert-chain.pem')} --key ${join(sleepCerts, 'key.pem')} -k https://localhost:${port}/hello`);
         say('  (curl can only check hostnames, so -k skips the server check here; helloworld still verifies sleep)');
-        say(`curl http://127.0.0.1:${sleep.outboundPort}/hello   (as sleep's app: plain HTTP, its sidecar does the mTLS; needs --keep)`);
-        say(`npm run meshca -- inspect ${join(sleepCerts, 'cert-chain.pem')}`);
+        say(`curl http://127.0.0.1:${sleep.outboundPort}/hello   (as sleep's app: plain HTTP, its sidecar does the mTLS)`);
+        say(`${cliCommand()} inspect ${join(sleepCerts, 'cert-chain.pem')}`);
 
         out.write(`\n${failures.length === 0 ? 'All checks passed.' : `${failures.length} check(s) FAILED: ${failures.join('; ')}`}\n`);
         if (opts.keep) {
@@ -248,4 +251,17 @@ export function buildDemoCommand(io: CliIo): Command {
         if (!opts.dir) await rm(dir, { recursive: true, force: true });
       }
     });
+}
+
+/** How the user runs meshca: from a checkout (`npm run -s meshca --`, no banner in the output) or installed. */
+function cliCommand(): string {
+  return fromCheckout() ? 'npm run -s meshca --' : 'meshca';
+}
+
+function demoCommand(): string {
+  return fromCheckout() ? 'npm run demo --' : 'meshca demo';
+}
+
+function fromCheckout(): boolean {
+  return /\.ts$/.test(process.argv[1] ?? '');
 }
