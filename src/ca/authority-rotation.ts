@@ -37,6 +37,8 @@ export const DEFAULT_REFRESH_HINT_SECONDS = 300;
 /** A CA must be able to outlive this many max-TTL SVIDs, or it is refused. */
 export const LIFETIME_SVID_MULTIPLE = 3;
 export const DEFAULT_ROOT_VALIDITY_DAYS = 3650;
+/** How soon automatic rotation asks the activation gate again after it said "not yet". */
+export const ACTIVATION_RECHECK_MS = 60_000;
 
 export interface RetiringRoot {
   /** SHA-256 fingerprint, Node's `fingerprint256` form. */
@@ -373,6 +375,18 @@ export interface AuthorityRotationOptions {
   readonly refreshHintSeconds?: number;
   /** Root factory; defaults to `createSelfSignedRoot`. */
   readonly createRoot?: (options: CreateRootOptions) => Promise<{ certPem: string; keyPem: string }>;
+  /**
+   * Asked before the prepared authority starts signing: why relying parties may not hold its
+   * root yet (in Kubernetes, a namespace whose root ConfigMap lacks it), or undefined to go
+   * ahead. Activation waits for it; `activate({ force: true })` does not ask.
+   */
+  readonly activationGate?: (next: NextAuthority) => Promise<string | undefined>;
+}
+
+export interface ActivateOptions {
+  readonly now: Date;
+  /** Activate even if the activation gate says relying parties may not have the root yet. */
+  readonly force?: boolean;
 }
 
 export interface PrepareOptions {
@@ -405,6 +419,7 @@ export class AuthorityRotation {
   readonly #maxSvidTtlSeconds: number;
   readonly #autoOptions: AutoRotationOptions;
   readonly #createRoot: NonNullable<AuthorityRotationOptions['createRoot']>;
+  readonly #activationGate: AuthorityRotationOptions['activationGate'];
 
   constructor(options: AuthorityRotationOptions) {
     this.#store = options.store;
@@ -417,6 +432,7 @@ export class AuthorityRotation {
       ...(options.refreshHintSeconds === undefined ? {} : { refreshHintSeconds: options.refreshHintSeconds }),
     };
     this.#createRoot = options.createRoot ?? createSelfSignedRoot;
+    this.#activationGate = options.activationGate;
   }
 
   get autoRotationOptions(): AutoRotationOptions {
@@ -483,7 +499,7 @@ export class AuthorityRotation {
   }
 
   /** The prepared authority starts signing; the old root stays trusted until activation + max SVID TTL. */
-  activate({ now }: { readonly now: Date }): Promise<RotationResult> {
+  activate({ now, force = false }: ActivateOptions): Promise<RotationResult> {
     return this.#update(now, async (snap) => {
       const next = this.#requireNext(snap, 'activate');
       const warnings: string[] = [];
@@ -492,6 +508,10 @@ export class AuthorityRotation {
           `the prepared authority's root ${next.anchor.fingerprint256} is not in the trust bundle; run \`meshca ca rotate --prepare\` to publish it first`,
           { rule: 'not-published' },
         );
+      }
+      const waitFor = force ? undefined : await this.#activationGate?.(next);
+      if (waitFor !== undefined) {
+        throw new CaNotReadyError(`not activating yet: ${waitFor} (activate anyway with --force)`, { rule: 'not-propagated' });
       }
       const delayMs = propagationDelaySeconds(this.#autoOptions) * 1000;
       if (next.publishedAt === undefined) {
@@ -620,7 +640,13 @@ export class AuthorityRotation {
         performed = await this.prepare({ now, ...(keyKind ? { keyKind } : {}) });
         break;
       case 'activate':
-        performed = await this.activate({ now });
+        try {
+          performed = await this.activate({ now });
+        } catch (err) {
+          // Relying parties may not hold the root yet: look again shortly, do not fail.
+          if (!(err instanceof CaNotReadyError && err.rule === 'not-propagated')) throw err;
+          return { performed: undefined, plan: { action: 'activate', at: new Date(now.getTime() + ACTIVATION_RECHECK_MS), reason: err.message } };
+        }
         break;
       case 'retire':
         performed = await this.retire({ now });

@@ -11,7 +11,9 @@ import {
   autoRotationStateOf,
   planAutoRotation,
   type AuthoritySnapshot,
+  type NextAuthority,
   type RootSummary,
+  type StoredAuthority,
   type RotationResult,
 } from '../ca/authority-rotation.js';
 import { JwtSvidIssuer } from '../ca/jwt-svid-issuer.js';
@@ -140,6 +142,45 @@ interface RotateFlags {
   readonly maxTtl: string;
   readonly propagationDelay: string;
   readonly trustDomain?: string;
+  readonly kubernetes?: boolean;
+  readonly namespace: string;
+  readonly secret: string;
+  readonly kubeconfig?: string;
+  readonly rootConfigmap: string;
+}
+
+/**
+ * The trust domain recorded in a stored authority (its state, else the O= of a self-signed
+ * root), as `resolveTrustDomain` reads it from a data directory.
+ */
+function trustDomainOfStored(stored: StoredAuthority): TrustDomain | undefined {
+  if (stored.state) return parseTrustDomain(stored.state.trustDomain);
+  try {
+    const cert = new X509Certificate(stored.active.certPem);
+    const org = /^O=([^\n]+)$/.exec((cert.subject as string | undefined) ?? '')?.[1];
+    if (cert.subject === cert.issuer && org) return parseTrustDomain(org);
+  } catch {
+    // not a self-signed meshca root
+  }
+  return undefined;
+}
+
+/** The store and activation gate of `--kubernetes`: the CA Secret, and every namespace's root ConfigMap. */
+async function kubernetesRotationParts(io: CliIo, opts: RotateFlags) {
+  const [{ createKubeConfig }, { createSecretAuthorityStore }, { findNamespacesWithoutRoot }] = await Promise.all([
+    import('./ca-kubernetes.js'),
+    import('../k8s/authority-secret-store.js'),
+    import('../k8s/root-publisher.js'),
+  ]);
+  const kubeConfig = createKubeConfig(opts.kubeconfig);
+  const store = createSecretAuthorityStore({ kubeConfig, namespace: opts.namespace, name: opts.secret });
+  const given = opts.trustDomain ?? io.env['MESHCA_TRUST_DOMAIN'];
+  const trustDomain = given !== undefined ? parseTrustDomainFlag(given) : (trustDomainOfStored(await store.read()) ?? parseTrustDomain('cluster.local'));
+  const activationGate = async (next: NextAuthority): Promise<string | undefined> => {
+    const missing = await findNamespacesWithoutRoot({ kubeConfig, fingerprint: next.anchor.fingerprint256, configMapName: opts.rootConfigmap });
+    return missing.length === 0 ? undefined : `the ${opts.rootConfigmap} ConfigMap of ${missing.length} namespace(s) (${missing.slice(0, 5).join(', ')}) does not hold the prepared root yet`;
+  };
+  return { store, trustDomain, activationGate };
 }
 
 export function buildCaRotateCommand(io: CliIo): Command {
@@ -149,7 +190,12 @@ export function buildCaRotateCommand(io: CliIo): Command {
     .option('--activate', 'sign with the prepared authority; the old root stays trusted until every SVID it signed expired')
     .option('--retire', 'drop roots whose SVIDs have all expired')
     .option('--distrust <sha256-fingerprint>', 'emergency: drop a compromised root from the bundle now')
-    .option('--force', 'with --retire: drop retiring roots even before their SVIDs expired')
+    .option('--force', 'with --retire: drop retiring roots before their SVIDs expired; with --activate: do not wait for the root to reach every namespace')
+    .addOption(new Option('--kubernetes', "rotate the CA in its Secret (the CA's --kubernetes mode): every replica follows it").env('MESHCA_KUBERNETES'))
+    .addOption(new Option('--namespace <ns>', '--kubernetes: the CA namespace').env('POD_NAMESPACE').default('meshca'))
+    .option('--secret <name>', '--kubernetes: the self-signed CA Secret', 'meshca-ca-secret')
+    .addOption(new Option('--kubeconfig <path>', '--kubernetes: kubeconfig (default: in-cluster or $KUBECONFIG)'))
+    .addOption(new Option('--root-configmap <name>', '--kubernetes: the root ConfigMap --activate checks in every namespace').env('MESHCA_ROOT_CONFIGMAP').default('meshca-root-cert'))
     .addOption(dataDirOption(io))
     .addOption(trustDomainOption())
     .addOption(new Option('--key <kind>', 'key type of a prepared root').choices([...KEY_KINDS]).default('ec-p256'))
@@ -162,7 +208,7 @@ export function buildCaRotateCommand(io: CliIo): Command {
       );
       const problems: string[] = [];
       if (actions.length > 1) problems.push(`choose one of ${actions.join(', ')}`);
-      if (opts.force && !opts.retire) problems.push('--force applies to --retire only');
+      if (opts.force && !opts.retire && !opts.activate) problems.push('--force applies to --retire and --activate only');
       let fingerprint: string | undefined;
       if (opts.distrust !== undefined) {
         try {
@@ -186,22 +232,28 @@ export function buildCaRotateCommand(io: CliIo): Command {
       if (maxSvidTtlSeconds <= 0 && problems.length === 0) problems.push('--max-ttl must be positive');
       if (problems.length > 0) throw new ConfigError(problems);
 
-      const trustDomain = await resolveTrustDomain(io, opts.dataDir, opts.trustDomain);
-      const store = createFileAuthorityStore(opts.dataDir, {
-        onRecovered: (outcome) =>
-          io.stderr.write(
-            outcome === 'completed'
-              ? 'meshca: completed a rotation that was interrupted earlier\n'
-              : 'meshca: discarded an interrupted rotation that had not been committed\n',
-          ),
-      });
-      const rotation = new AuthorityRotation({ store, trustDomain, maxSvidTtlSeconds, propagationDelaySeconds });
+      let rotation: AuthorityRotation;
+      if (opts.kubernetes) {
+        const { store, trustDomain, activationGate } = await kubernetesRotationParts(io, opts);
+        rotation = new AuthorityRotation({ store, trustDomain, maxSvidTtlSeconds, propagationDelaySeconds, activationGate });
+      } else {
+        const trustDomain = await resolveTrustDomain(io, opts.dataDir, opts.trustDomain);
+        const store = createFileAuthorityStore(opts.dataDir, {
+          onRecovered: (outcome) =>
+            io.stderr.write(
+              outcome === 'completed'
+                ? 'meshca: completed a rotation that was interrupted earlier\n'
+                : 'meshca: discarded an interrupted rotation that had not been committed\n',
+            ),
+        });
+        rotation = new AuthorityRotation({ store, trustDomain, maxSvidTtlSeconds, propagationDelaySeconds });
+      }
       const now = io.clock.now();
       let result: RotationResult;
       if (opts.prepare) {
         result = await rotation.prepare({ now, keyKind: opts.key as KeyKind, validityDays: validitySeconds / 86400 });
       } else if (opts.activate) {
-        result = await rotation.activate({ now });
+        result = await rotation.activate({ now, force: opts.force === true });
       } else if (opts.retire) {
         result = await rotation.retire({ now, force: opts.force === true });
       } else if (fingerprint !== undefined) {

@@ -29,7 +29,8 @@ import { listenOn } from './proxy-parts.js';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { AuthorityRotation, checkAuthorityLifetime, type AuthoritySnapshot } from '../ca/authority-rotation.js';
 import type { SvidSigner } from '../ca/issuance-service.js';
-import { createFileAuthorityStore, loadAuthoritySnapshot, recoverAuthorityDir } from '../files/authority-slots.js';
+import { createFileAuthorityStore, loadAuthoritySnapshot, mirrorStoredAuthority, recoverAuthorityDir } from '../files/authority-slots.js';
+import type { SecretAuthorityStore } from '../k8s/authority-secret-store.js';
 import { watchAuthorityDir } from '../files/authority-watcher.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { join } from 'node:path';
@@ -59,12 +60,15 @@ export interface StartCaOptions {
 
 /** The cluster-facing parts of the CA, imported on demand (see startCa). */
 async function loadKubernetesParts() {
-  const [{ createKubeConfig, startKubernetesIntegration }, { loadOrCreateAuthoritySecret }, { loadOrCreateJwtKeySecret }] = await Promise.all([
-    import('./ca-kubernetes.js'),
-    import('../k8s/authority-secret.js'),
-    import('../k8s/jwt-key-secret.js'),
-  ]);
-  return { createKubeConfig, startKubernetesIntegration, loadOrCreateAuthoritySecret, loadOrCreateJwtKeySecret };
+  const [{ createKubeConfig, startKubernetesIntegration }, { loadOrCreateAuthoritySecret }, { loadOrCreateJwtKeySecret }, { createSecretAuthorityStore, AuthoritySecretFollower }, { findNamespacesWithoutRoot }] =
+    await Promise.all([
+      import('./ca-kubernetes.js'),
+      import('../k8s/authority-secret.js'),
+      import('../k8s/jwt-key-secret.js'),
+      import('../k8s/authority-secret-store.js'),
+      import('../k8s/root-publisher.js'),
+    ]);
+  return { createKubeConfig, startKubernetesIntegration, loadOrCreateAuthoritySecret, loadOrCreateJwtKeySecret, createSecretAuthorityStore, AuthoritySecretFollower, findNamespacesWithoutRoot };
 }
 
 /** Makes sure the data dir holds a CA: validates what is there, or creates a self-signed root. */
@@ -133,6 +137,8 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
   // so a CA on files starts fast, small, and within a low open-file limit.
   const k8s = config.kubernetes ? await loadKubernetesParts() : undefined;
   const kubeConfig = k8s?.createKubeConfig(config.kubeconfig);
+  let secretStore: SecretAuthorityStore | undefined;
+  let secretVersion: string | undefined;
   if (config.kubernetes && k8s && kubeConfig) {
     // The cluster is the source of truth: materialize the Secret's CA into the (emptyDir) data
     // dir, so rotation, the watcher and the signing workers work exactly as with files.
@@ -149,7 +155,16 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
           }
         : {}),
     });
-    await writeAuthorityFiles(config.dataDir, pem, { force: true });
+    if (pem.source === 'plugin') {
+      await writeAuthorityFiles(config.dataDir, pem, { force: true });
+    } else {
+      // meshca's own Secret carries the rotation slots too: the data dir mirrors all of it, and
+      // follows it (see the follower below), so rotations reach every replica.
+      secretStore = k8s.createSecretAuthorityStore({ kubeConfig, namespace: config.kubernetes.namespace, name: pem.secretName, logger });
+      const { resourceVersion, stored } = await secretStore.readVersioned();
+      await mirrorStoredAuthority(config.dataDir, stored);
+      secretVersion = resourceVersion;
+    }
     logger.info({ source: pem.source, secret: pem.secretName, namespace: config.kubernetes.namespace }, 'CA loaded from the cluster');
   }
   await ensureAuthority(config, options);
@@ -318,25 +333,59 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
           identity: config.kubernetes.podName,
           rootsPem: () => snapshot.bundle.toPem(),
           configMapName: config.rootConfigMap,
+          resyncIntervalMs: config.rootResyncIntervalMs,
           injectionWebhook: config.sidecarInjector !== undefined,
           logger,
           clock,
         })
       : undefined;
+  // Each replica follows the CA Secret into its data dir; the watcher then swaps the authority.
+  const followerStop = new AbortController();
+  const follower =
+    secretStore && k8s
+      ? new k8s.AuthoritySecretFollower({
+          store: secretStore,
+          ...(secretVersion === undefined ? {} : { initialVersion: secretVersion }),
+          clock,
+          logger,
+          onChange: async (stored) => {
+            if ((await mirrorStoredAuthority(config.dataDir, stored)) === 'changed') await watcher.check();
+          },
+        })
+      : undefined;
+  const following = follower?.run(followerStop.signal);
   // Self-signed roots renew themselves: prepare, publish, activate, retire, each at its time.
-  // Plug-in authorities are never replaced automatically, and with --kubernetes the Secret is
-  // the source of truth, which this file-based store does not write.
-  const rotation = config.kubernetes
-    ? undefined
-    : new AuthorityRotation({ store: createFileAuthorityStore(config.dataDir), trustDomain: config.trustDomain, maxSvidTtlSeconds: config.maxTtlSeconds, refreshHintSeconds: 300 });
+  // Plug-in authorities are never replaced automatically. With --kubernetes the Secret is the
+  // store, the leader alone drives rotation, and activation waits until every namespace's
+  // root ConfigMap holds the new root.
+  const rotation = secretStore
+    ? new AuthorityRotation({
+        store: secretStore,
+        trustDomain: config.trustDomain,
+        maxSvidTtlSeconds: config.maxTtlSeconds,
+        refreshHintSeconds: 300,
+        activationGate: async (next) => {
+          const missing = await k8s!.findNamespacesWithoutRoot({ kubeConfig: kubeConfig!, fingerprint: next.anchor.fingerprint256, configMapName: config.rootConfigMap });
+          return missing.length === 0 ? undefined : `the ${config.rootConfigMap} ConfigMap of ${missing.length} namespace(s) (${missing.slice(0, 5).join(', ')}) lacks the prepared root`;
+        },
+      })
+    : config.kubernetes
+      ? undefined
+      : new AuthorityRotation({ store: createFileAuthorityStore(config.dataDir), trustDomain: config.trustDomain, maxSvidTtlSeconds: config.maxTtlSeconds, refreshHintSeconds: 300 });
   let rotationTimer: TimerHandle | undefined;
   let rotationClosed = false;
   const runRotation = (): void => {
     if (!rotation || rotationClosed) return;
+    if (kubernetes && !kubernetes.elector.isLeader) {
+      // One driver: the others follow the Secret. Look again in a minute (leadership moves).
+      rotationTimer = clock.setTimeout(runRotation, 60_000);
+      return;
+    }
     rotation
       .autoRotate({ now: clock.now() })
       .then(({ performed, plan }) => {
         if (performed) logger.info({ action: plan.action, reason: plan.reason }, 'automatic CA rotation step done');
+        if (performed) follower?.poke();
         void watcher.check();
         // Re-plan at least daily: the plan depends on files an operator may change.
         const delay = plan.at === undefined ? 86_400_000 : Math.min(86_400_000, Math.max(1000, plan.at.getTime() - clock.now().getTime()));
@@ -385,6 +434,8 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     if (authProbeTimer) clock.clearTimeout(authProbeTimer);
     if (rotationTimer) clock.clearTimeout(rotationTimer);
     watcher.close();
+    followerStop.abort();
+    await following;
     // Stop taking calls and let the ones in flight finish before their signer goes away.
     await Promise.all([
       new Promise<void>((resolve) => {

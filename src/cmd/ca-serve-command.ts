@@ -50,6 +50,7 @@ export function buildCaServeCommand(io: CliIo): Command {
     .addOption(opt('--rate-burst <n>', 'burst per identity', 'MESHCA_RATE_BURST', '500'))
     .addOption(opt('--self-signed <bool>', 'create a self-signed root when the data dir has no CA', 'MESHCA_SELF_SIGNED', 'true'))
     .addOption(opt('--signing-workers <n|auto>', 'worker threads for CSR verification and signing (0 = main thread)', 'MESHCA_SIGNING_WORKERS', 'auto'))
+    .addOption(opt('--root-resync-interval <duration>', '--kubernetes: how often the leader re-publishes the root to every namespace', 'MESHCA_ROOT_RESYNC_INTERVAL', '60s'))
     .addOption(opt('--cluster-id <id>', "the cluster callers' ClusterID header must name (Istio's CLUSTER_ID)", 'CLUSTER_ID', 'Kubernetes'))
     .addOption(new Option('--sidecar-injector', 'serve the sidecar injection webhook, POST /inject on the HTTPS port (AdmissionReview v1)').env('MESHCA_SIDECAR_INJECTOR'))
     .addOption(opt('--sidecar-image <ref>', `injected sidecar image (default meshca:${VERSION})`, 'MESHCA_SIDECAR_IMAGE'))

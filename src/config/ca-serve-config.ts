@@ -45,6 +45,8 @@ export interface CaServeConfig {
   readonly signingWorkers: number;
   /** Connection cap, handshake, request and idle timeouts of the gRPC and HTTPS listeners. */
   readonly limits: ListenerLimits;
+  /** With --kubernetes: how often the leader re-publishes the root to every namespace (new namespaces, repairs). */
+  readonly rootResyncIntervalMs: number;
   /** The cluster a caller's `ClusterID` header must name (Istio's CLUSTER_ID). */
   readonly clusterId: string;
   /** With --kubernetes, the ConfigMap the root is published in (`meshca-root-cert`; Istio's `istio-ca-root-cert`). */
@@ -176,6 +178,8 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
   const monitoringListen = raw['monitoringListen'] === undefined ? undefined : parseListen(raw['monitoringListen'], '--monitoring-listen', problems);
   const explicitIps = list(raw['servingIpAddresses']);
   for (const ip of explicitIps) if (!isIpAddress(ip)) problems.push(`--serving-ip-addresses: ${JSON.stringify(ip)} is not an IP address`);
+  const rootResyncSeconds = attempt(60, () => parseDurationSeconds(String(raw['rootResyncInterval'] ?? '60s'), '--root-resync-interval'));
+  if (rootResyncSeconds < 1 && problems.length === 0) problems.push('--root-resync-interval must be at least 1s');
   const clusterId = String(raw['clusterId'] ?? 'Kubernetes');
   if (!/^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$/.test(clusterId)) problems.push(`--cluster-id ${JSON.stringify(clusterId)} must be 1-63 letters, digits, '-', '_' or '.'`);
   const rootConfigMap = String(raw['rootConfigmap'] ?? 'meshca-root-cert');
@@ -218,6 +222,7 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
     signingWorkers,
     limits,
     rootConfigMap,
+    rootResyncIntervalMs: rootResyncSeconds * 1000,
     clusterId,
     sidecarInjector,
     kubernetes: bool(raw['kubernetes'])

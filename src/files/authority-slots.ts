@@ -44,7 +44,7 @@ import type { AuthorityPem } from '../pki/authority.js';
 import type { TrustDomain } from '../spiffe/trust-domain.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { readTextIfExists } from './read-if-exists.js';
-import { AUTHORITY_FILES, AUTHORITY_STATE_FILE, NEXT_AUTHORITY_DIR, readAuthorityFiles } from './authority-files.js';
+import { AUTHORITY_FILES, AUTHORITY_STATE_FILE, NEXT_AUTHORITY_DIR, readAuthorityFiles, writeAuthorityFiles } from './authority-files.js';
 
 export { AUTHORITY_STATE_FILE, NEXT_AUTHORITY_DIR };
 export const ROTATION_STAGING_DIR = '.rotation';
@@ -427,4 +427,41 @@ export function createFileAuthorityStore(dataDir: string, options: FileAuthority
       }
     },
   };
+}
+
+/**
+ * Makes a data directory hold exactly `stored`: a replica's copy of the CA Secret it follows in
+ * Kubernetes mode. Written as one journaled change, so the watcher sees the old state or the new
+ * one; a directory that already matches is not touched (no reload, no log line).
+ */
+export async function mirrorStoredAuthority(dataDir: string, stored: StoredAuthority): Promise<'changed' | 'unchanged'> {
+  const same = (a: AuthorityPem | undefined, b: AuthorityPem | undefined): boolean =>
+    a === b || (a !== undefined && b !== undefined && a.certPem === b.certPem && a.keyPem === b.keyPem && (a.chainPem ?? a.certPem) === (b.chainPem ?? b.certPem) && a.rootPem === b.rootPem);
+  const current = await readAuthorityFiles(dataDir).catch((err: unknown) => {
+    if (err instanceof CaNotReadyError && err.rule === 'missing') return undefined;
+    throw err;
+  });
+  if (stored.state === undefined) {
+    // Never rotated: the four files are all there is (a prepared authority always has a state).
+    if (current && same(current, stored.active)) return 'unchanged';
+    await writeAuthorityFiles(dataDir, stored.active, { force: true });
+    return 'changed';
+  }
+  // A fresh (emptyDir) data directory: the active files first, then the slots as one change.
+  if (current === undefined) await writeAuthorityFiles(dataDir, stored.active, { force: true });
+  const state = stored.state;
+  return createFileAuthorityStore(dataDir).update(async (current) => {
+    const unchanged =
+      same(current.active, stored.active) && same(current.next, stored.next) && current.state !== undefined && formatAuthorityState(current.state) === formatAuthorityState(state);
+    if (unchanged) return { result: 'unchanged' as const };
+    return {
+      change: {
+        active: { certPem: stored.active.certPem, keyPem: stored.active.keyPem, chainPem: stored.active.chainPem ?? stored.active.certPem },
+        next: stored.next ?? null,
+        bundlePem: stored.active.rootPem,
+        state,
+      },
+      result: 'changed' as const,
+    };
+  });
 }

@@ -11,6 +11,7 @@
  * edited ConfigMaps), immediately after `update()`, and sooner with backoff after failures.
  * Other keys and labels on an existing ConfigMap are kept.
  */
+import { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 
 import { CoreV1Api } from '@kubernetes/client-node';
@@ -278,4 +279,55 @@ export class RootCertPublisher extends EventEmitter<RootCertPublisherEvents> {
       'root certificate publication pass finished',
     );
   }
+}
+
+export interface FindNamespacesWithoutRootOptions {
+  readonly kubeConfig: KubeConfig;
+  /** SHA-256 fingerprint (Node's `fingerprint256` form) of the root every namespace must hold. */
+  readonly fingerprint: string;
+  readonly configMapName?: string;
+  readonly excludeNamespaces?: readonly string[];
+  readonly signal?: AbortSignal;
+  readonly requestTimeoutMs?: number;
+}
+
+/**
+ * The namespaces whose root ConfigMap does not (yet) hold a root: what must be empty before an
+ * authority under that root may sign, or pods there would reject its SVIDs. Reads the cluster
+ * as it is, not what a publisher believes it wrote.
+ */
+export async function findNamespacesWithoutRoot(options: FindNamespacesWithoutRootOptions): Promise<string[]> {
+  const api = options.kubeConfig.makeApiClient(CoreV1Api);
+  const name = options.configMapName ?? DEFAULT_ROOT_CONFIGMAP_NAME;
+  const excluded = new Set(options.excludeNamespaces ?? DEFAULT_EXCLUDED_NAMESPACES);
+  const callOptions = { ...(options.signal ? { signal: options.signal } : {}), ...(options.requestTimeoutMs === undefined ? {} : { timeoutMs: options.requestTimeoutMs }) };
+  const list = await callKube('list namespaces', (o) => api.listNamespace({}, o), callOptions);
+  const namespaces = list.items
+    .filter((ns) => ns.status?.phase !== 'Terminating' && ns.metadata?.deletionTimestamp === undefined)
+    .map((ns) => ns.metadata?.name)
+    .filter((ns): ns is string => typeof ns === 'string' && ns !== '' && !excluded.has(ns))
+    .sort();
+  const missing: string[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < namespaces.length) {
+      const namespace = namespaces[next++]!;
+      const cm = await readOptional(`get ConfigMap ${namespace}/${name}`, (o) => api.readNamespacedConfigMap({ name, namespace }, o), callOptions);
+      if (!fingerprintsOf(cm?.data?.[ROOT_CERT_KEY] ?? '').has(options.fingerprint)) missing.push(namespace);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(4, namespaces.length) }, worker));
+  return missing.sort();
+}
+
+function fingerprintsOf(pem: string): Set<string> {
+  const out = new Set<string>();
+  for (const block of pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) {
+    try {
+      out.add(new X509Certificate(block).fingerprint256);
+    } catch {
+      // An unparseable block holds no root anyone can use.
+    }
+  }
+  return out;
 }

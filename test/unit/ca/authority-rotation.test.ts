@@ -191,6 +191,49 @@ describe('AuthorityRotation', () => {
     assert.equal(store.changes[1]!.next, null, 'next/ is removed');
   });
 
+  it('activate waits for the activation gate (relying parties lack the root), changing nothing; force goes ahead', async () => {
+    const clock = new ManualClock();
+    const store = await initStore(clock.now());
+    const missing = 'namespace late lacks it';
+    const asked: string[] = [];
+    const rotation = new AuthorityRotation({
+      store,
+      trustDomain: td,
+      maxSvidTtlSeconds: WEEK_S,
+      activationGate: async (next) => {
+        asked.push(next.anchor.fingerprint256);
+        return missing;
+      },
+    });
+    const prepared = await rotation.prepare({ now: clock.now() });
+    clock.advance(2 * HOUR);
+    await rejectsWith(rotation.activate({ now: clock.now() }), CaNotReadyError, 'not-propagated', /^not activating yet: namespace late lacks it \(activate anyway with --force\)$/);
+    assert.deepEqual(asked, [prepared.next!.fingerprint], 'asked about the prepared root');
+    assert.equal(store.changes.length, 1, 'nothing written');
+
+    // Automatic rotation does not fail on it: it looks again a minute later.
+    const auto = await rotation.autoRotate({ now: clock.now() });
+    assert.equal(auto.performed, undefined);
+    assert.equal(auto.plan.action, 'activate');
+    assert.equal(auto.plan.at?.getTime(), clock.now().getTime() + 60_000);
+    assert.match(auto.plan.reason, /namespace late lacks it/);
+
+    const forced = await rotation.activate({ now: clock.now(), force: true });
+    assert.equal(forced.active.fingerprint, prepared.next!.fingerprint);
+    assert.equal(asked.length, 2, 'force does not ask');
+  });
+
+  it('activate goes ahead once the gate is satisfied', async () => {
+    const clock = new ManualClock();
+    const store = await initStore(clock.now());
+    const rotation = new AuthorityRotation({ store, trustDomain: td, maxSvidTtlSeconds: WEEK_S, activationGate: async () => undefined });
+    const prepared = await rotation.prepare({ now: clock.now() });
+    clock.advance(2 * HOUR);
+    const auto = await rotation.autoRotate({ now: clock.now() });
+    assert.equal(auto.performed?.operation, 'activate');
+    assert.equal(auto.performed?.active.fingerprint, prepared.next!.fingerprint);
+  });
+
   it('activate warns when the prepared root has been published for less than the propagation delay', async () => {
     const clock = new ManualClock();
     const rotation = new AuthorityRotation({ store: await initStore(clock.now()), trustDomain: td });

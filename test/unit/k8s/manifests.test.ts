@@ -478,6 +478,7 @@ describe('k8s manifests', () => {
         { apiGroup: '', resource: 'secrets', verb: 'get', namespace: ns, name: DEFAULT_SELF_SIGNED_SECRET_NAME },
         { apiGroup: '', resource: 'secrets', verb: 'get', namespace: ns, name: DEFAULT_JWT_KEY_SECRET_NAME },
         { apiGroup: '', resource: 'secrets', verb: 'create', namespace: ns },
+        { apiGroup: '', resource: 'secrets', verb: 'update', namespace: ns, name: DEFAULT_SELF_SIGNED_SECRET_NAME },
         { apiGroup: 'coordination.k8s.io', resource: 'leases', verb: 'get', namespace: ns, name: DEFAULT_LEASE_NAME },
         { apiGroup: 'coordination.k8s.io', resource: 'leases', verb: 'update', namespace: ns, name: DEFAULT_LEASE_NAME },
         { apiGroup: 'coordination.k8s.io', resource: 'leases', verb: 'create', namespace: ns },
