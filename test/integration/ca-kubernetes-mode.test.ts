@@ -8,15 +8,7 @@ import { KubeApiServer } from '../fixtures/kube-api-server.js';
 import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
 import { httpsRequest } from '../helpers/https-request.js';
 import { createLocalJWKSet, jwtVerify } from 'jose';
-
-/** Polls with a bounded number of tries: leader election and publication run on timers. */
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+import { eventually } from '../helpers/eventually.js';
 
 describe('meshca ca serve --kubernetes (two replicas against the loopback API server)', () => {
   let api: KubeApiServer;

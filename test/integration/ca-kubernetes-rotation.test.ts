@@ -23,17 +23,10 @@ import { loadIstioCaProto } from '../../src/transport/grpc/protos.js';
 import { KubeApiServer } from '../fixtures/kube-api-server.js';
 import { meshca } from '../helpers/cli.js';
 import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
+import { eventually } from '../helpers/eventually.js';
 
 const CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 const fingerprints = (pem: string): string[] => (pem.match(CERT) ?? []).map((p) => new X509Certificate(p).fingerprint256);
-
-async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe('ca rotate --kubernetes: a full root rotation with two replicas and traffic', () => {
   let api: KubeApiServer;

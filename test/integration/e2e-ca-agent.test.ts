@@ -11,15 +11,7 @@ import { loadWorkloadProto } from '../../src/transport/grpc/protos.js';
 import { meshca } from '../helpers/cli.js';
 import { openssl } from '../helpers/openssl.js';
 import { freePort, startMeshca, startProcess, type RunningProcess } from '../helpers/processes.js';
-
-/** Polls for a condition with a bounded number of tries (files appear asynchronously). */
-async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { eventually } from '../helpers/eventually.js';
 
 describe('end to end: real `meshca ca serve` and `meshca agent` processes on loopback', () => {
   let dir: string;

@@ -17,14 +17,7 @@ import { admittedPod, review } from '../helpers/admission-review.js';
 import { httpsRequest } from '../helpers/https-request.js';
 import { applyJsonPatch } from '../helpers/json-patch.js';
 import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
-
-async function eventually(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { eventually } from '../helpers/eventually.js';
 
 const WEBHOOK_CONFIGURATION = {
   apiVersion: 'admissionregistration.k8s.io/v1',
