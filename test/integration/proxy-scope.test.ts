@@ -5,6 +5,7 @@
  * CiliumNetworkPolicy, loaded exactly as written.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -191,6 +192,8 @@ describe('meshca proxy: policy scoped by the workload SVID (real processes)', ()
       assert.match(metrics.body, /meshca_proxy_requests_total\{direction="inbound",verdict="deny",response_code="403"\} 1/);
       assert.match(metrics.body, /meshca_proxy_request_duration_seconds_count\{direction="inbound"\} 3/);
       assert.match(metrics.body, /meshca_proxy_open_connections \d+/);
+      const promtool = spawnSync('promtool', ['check', 'metrics'], { input: metrics.body, encoding: 'utf8' });
+      if (promtool.error === undefined) assert.equal(promtool.status, 0, promtool.stdout + promtool.stderr);
     } finally {
       await proc.stop();
     }
