@@ -28,6 +28,7 @@ import { createHealthServer } from '../transport/health-server.js';
 import { listenOn } from './proxy-parts.js';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { AuthorityRotation, checkAuthorityLifetime, type AuthoritySnapshot } from '../ca/authority-rotation.js';
+import { AutoRotator } from '../ca/auto-rotator.js';
 import type { SvidSigner } from '../ca/issuance-service.js';
 import { createFileAuthorityStore, loadAuthoritySnapshot, mirrorStoredAuthority, recoverAuthorityDir } from '../files/authority-slots.js';
 import type { SecretAuthorityStore } from '../k8s/authority-secret-store.js';
@@ -372,31 +373,20 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
     : config.kubernetes
       ? undefined
       : new AuthorityRotation({ store: createFileAuthorityStore(config.dataDir), trustDomain: config.trustDomain, maxSvidTtlSeconds: config.maxTtlSeconds, refreshHintSeconds: 300 });
-  let rotationTimer: TimerHandle | undefined;
-  let rotationClosed = false;
-  const runRotation = (): void => {
-    if (!rotation || rotationClosed) return;
-    if (kubernetes && !kubernetes.elector.isLeader) {
-      // One driver: the others follow the Secret. Look again in a minute (leadership moves).
-      rotationTimer = clock.setTimeout(runRotation, 60_000);
-      return;
-    }
-    rotation
-      .autoRotate({ now: clock.now() })
-      .then(({ performed, plan }) => {
-        if (performed) logger.info({ action: plan.action, reason: plan.reason }, 'automatic CA rotation step done');
-        if (performed) follower?.poke();
-        void watcher.check();
-        // Re-plan at least daily: the plan depends on files an operator may change.
-        const delay = plan.at === undefined ? 86_400_000 : Math.min(86_400_000, Math.max(1000, plan.at.getTime() - clock.now().getTime()));
-        if (!rotationClosed) rotationTimer = clock.setTimeout(runRotation, delay);
-      })
-      .catch((err: unknown) => {
-        logger.error({ err }, 'automatic CA rotation failed; retrying in 5 minutes');
-        if (!rotationClosed) rotationTimer = clock.setTimeout(runRotation, 300_000);
-      });
-  };
-  runRotation();
+  const rotationStop = new AbortController();
+  const autoRotation = rotation
+    ? new AutoRotator({
+        rotation,
+        clock,
+        logger,
+        // One driver per store: with --kubernetes the leader; the others follow the Secret.
+        ...(kubernetes ? { shouldDrive: () => kubernetes.elector.isLeader } : {}),
+        onStep: () => {
+          follower?.poke();
+          void watcher.check();
+        },
+      }).run(rotationStop.signal)
+    : undefined;
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address ? address.port : config.httpListen.port;
   logger.info(
@@ -429,10 +419,9 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
 
   async function shutdown(): Promise<void> {
     draining = true;
-    rotationClosed = true;
+    rotationStop.abort();
     authProbeClosed = true;
     if (authProbeTimer) clock.clearTimeout(authProbeTimer);
-    if (rotationTimer) clock.clearTimeout(rotationTimer);
     watcher.close();
     followerStop.abort();
     await following;
@@ -449,6 +438,7 @@ export async function startCa(config: CaServeConfig, options: StartCaOptions): P
       app.close(),
       new Promise<void>((resolve) => (monitoring ? monitoring.close(() => resolve()) : resolve())),
     ]);
+    await autoRotation;
     await kubernetes?.close();
     serving.close();
     await current.pool?.close();
