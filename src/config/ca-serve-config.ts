@@ -8,6 +8,7 @@ import type { ListenerLimits } from './listener-limits.js';
 import type { InjectionSettings } from '../inject/pod-injection.js';
 import { parseInjectionSettings } from './injection-config.js';
 import { VERSION } from '../version.js';
+import { isDns1123Subdomain } from '../authn/authenticator.js';
 
 export type AuthMode = 'dev' | 'jwks' | 'tokenreview';
 
@@ -183,7 +184,8 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
   const clusterId = String(raw['clusterId'] ?? 'Kubernetes');
   if (!/^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$/.test(clusterId)) problems.push(`--cluster-id ${JSON.stringify(clusterId)} must be 1-63 letters, digits, '-', '_' or '.'`);
   const rootConfigMap = String(raw['rootConfigmap'] ?? 'meshca-root-cert');
-  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(rootConfigMap) || rootConfigMap.length > 253) problems.push(`--root-configmap ${JSON.stringify(rootConfigMap)} is not a ConfigMap name`);
+  const rootConfigMapValid = isDns1123Subdomain(rootConfigMap);
+  if (!rootConfigMapValid) problems.push(`--root-configmap ${JSON.stringify(rootConfigMap)} is not a ConfigMap name`);
   let sidecarInjector: InjectionSettings | undefined;
   if (bool(raw['sidecarInjector'])) {
     sidecarInjector = attempt(undefined, () =>
@@ -192,7 +194,8 @@ export function parseCaServeConfig(raw: RawCaServeOptions): CaServeConfig {
           ...(raw['sidecarImage'] === undefined ? {} : { sidecarImage: String(raw['sidecarImage']) }),
           ...(raw['sidecarImagePullPolicy'] === undefined ? {} : { sidecarImagePullPolicy: String(raw['sidecarImagePullPolicy']) }),
           ...(raw['sidecarCaAddress'] === undefined ? {} : { sidecarCaAddress: String(raw['sidecarCaAddress']) }),
-          rootConfigMap,
+          // An invalid name is already listed above, once.
+          ...(rootConfigMapValid ? { rootConfigMap } : {}),
         },
         VERSION,
       ),

@@ -2,6 +2,7 @@
  * The injector's settings from flags (`meshca inject` and the CA's webhook share them): checked
  * once, every problem listed, so a typo never injects a sidecar that cannot start.
  */
+import { isDns1123Subdomain } from '../authn/authenticator.js';
 import { ConfigError } from '../errors.js';
 import { DEFAULT_INJECTION_SETTINGS, type InjectionSettings } from '../inject/pod-injection.js';
 
@@ -25,7 +26,7 @@ export function parseInjectionSettings(values: InjectionOptionValues, version: s
   const hostPort = /^(.+):([0-9]{1,5})$/.exec(caAddress);
   if (!hostPort || Number(hostPort[2]) < 1 || Number(hostPort[2]) > 65535) problems.push(`--sidecar-ca-address ${JSON.stringify(caAddress)} must be host:port, e.g. meshca.meshca.svc:15012`);
   const rootConfigMap = values.rootConfigMap ?? DEFAULT_INJECTION_SETTINGS.rootConfigMap;
-  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(rootConfigMap) || rootConfigMap.length > 253) problems.push(`--root-configmap ${JSON.stringify(rootConfigMap)} is not a ConfigMap name`);
+  if (!isDns1123Subdomain(rootConfigMap)) problems.push(`--root-configmap ${JSON.stringify(rootConfigMap)} is not a ConfigMap name`);
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({ ...DEFAULT_INJECTION_SETTINGS, image, imagePullPolicy: pull as InjectionSettings['imagePullPolicy'], caAddress, rootConfigMap, version });
 }

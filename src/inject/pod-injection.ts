@@ -11,6 +11,7 @@
  *
  * Pure: objects in, objects out. Unknown fields are kept as they are; the input is not mutated.
  */
+import { isDns1123Subdomain } from '../authn/authenticator.js';
 import { ConfigError } from '../errors.js';
 import { parseSpiffeId } from '../spiffe/spiffe-id.js';
 import { parseTrustDomain } from '../spiffe/trust-domain.js';
@@ -143,7 +144,7 @@ export function injectPod(pod: PodTemplate, settings: InjectionSettings, where: 
   const app = chooseAppPort(spec, annotations, where, problems);
   const outbound = parseOutbound(annotations, where, problems);
   const policyConfigMap = annotations[POLICY_ANNOTATION];
-  if (policyConfigMap !== undefined && !isDnsSubdomain(policyConfigMap)) problems.push(`${where}: ${POLICY_ANNOTATION} must name a ConfigMap, not ${JSON.stringify(policyConfigMap)}`);
+  if (policyConfigMap !== undefined && !isDns1123Subdomain(policyConfigMap)) problems.push(`${where}: ${POLICY_ANNOTATION} must name a ConfigMap, not ${JSON.stringify(policyConfigMap)}`);
   if (policyConfigMap !== undefined && app === undefined) problems.push(`${where}: ${POLICY_ANNOTATION} needs an app port for the inbound proxy to enforce it on (${APP_PORT_ANNOTATION})`);
 
   const used = new Set(spec.containers.flatMap((c) => (c.ports ?? []).map((p: ContainerPort) => p.containerPort)));
@@ -327,6 +328,3 @@ function parseOutbound(annotations: Readonly<Record<string, string>>, where: str
   return { upstream, ...(spiffeId === undefined ? { trustDomain: trustDomain! } : { spiffeId }) };
 }
 
-function isDnsSubdomain(s: string): boolean {
-  return s.length <= 253 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(s);
-}

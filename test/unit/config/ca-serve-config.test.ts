@@ -23,4 +23,30 @@ describe('parseCaServeConfig', () => {
     assert.deepEqual(ips({ grpcListen: '10.0.0.5:15012', servingIpAddresses: '192.0.2.7, 2001:db8::1' }), ['192.0.2.7', '2001:db8::1', '10.0.0.5', '127.0.0.1']);
     assert.throws(() => ips({ servingIpAddresses: 'meshca.local' }), /--serving-ip-addresses: "meshca.local" is not an IP address/);
   });
+
+  test('the injector, the root ConfigMap, the cluster ID and the monitoring port: defaults, and each bad value named once', () => {
+    const base = { ...LOOPBACK_CA_OPTIONS, dataDir: '/tmp/unused' };
+    const plain = parseCaServeConfig(base);
+    assert.equal(plain.sidecarInjector, undefined);
+    assert.equal(plain.rootConfigMap, 'meshca-root-cert');
+    assert.equal(plain.clusterId, 'Kubernetes');
+    assert.equal(plain.monitoringListen, undefined);
+    assert.equal(plain.rootResyncIntervalMs, 60_000);
+    const istio = parseCaServeConfig({ ...base, sidecarInjector: 'true', rootConfigmap: 'istio-ca-root-cert', sidecarImage: 'registry.example/meshca:0.1.0', monitoringListen: '0.0.0.0:15016' });
+    assert.equal(istio.sidecarInjector?.rootConfigMap, 'istio-ca-root-cert');
+    assert.equal(istio.sidecarInjector?.image, 'registry.example/meshca:0.1.0');
+    assert.deepEqual(istio.monitoringListen, { host: '0.0.0.0', port: 15016 });
+    assert.throws(
+      () => parseCaServeConfig({ ...base, sidecarInjector: 'true', rootConfigmap: 'Not_A_Name', clusterId: 'a b', sidecarImagePullPolicy: 'Sometimes', rootResyncInterval: '0s' }),
+      (err: Error & { problems?: readonly string[] }) => {
+        assert.deepEqual(err.problems, [
+          '--root-resync-interval must be at least 1s',
+          '--cluster-id "a b" must be 1-63 letters, digits, \'-\', \'_\' or \'.\'',
+          '--root-configmap "Not_A_Name" is not a ConfigMap name',
+          '--sidecar-image-pull-policy must be one of Always, IfNotPresent, Never, not "Sometimes"',
+        ]);
+        return true;
+      },
+    );
+  });
 });
