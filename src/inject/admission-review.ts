@@ -44,6 +44,7 @@ export function parseAdmissionReview(body: unknown): { uid: string; namespace: s
   const kind = isObject(request['kind']) ? String(request['kind']['kind'] ?? '') : '';
   const object = request['object'];
   const pod = kind === 'Pod' && isObject(object) && isObject(object['spec']) ? ({ metadata: isObject(object['metadata']) ? object['metadata'] : {}, spec: object['spec'] } as unknown as PodTemplate) : undefined;
+  if (pod) checkPodShape(pod);
   return { uid, namespace: typeof request['namespace'] === 'string' ? request['namespace'] : undefined, operation: String(request['operation'] ?? ''), pod, kind };
 }
 
@@ -84,6 +85,36 @@ export function patchBetween(before: PodTemplate, after: PodTemplate): JsonPatch
     if (JSON.stringify((before.spec as KubeObject)[key]) !== JSON.stringify((after.spec as KubeObject)[key])) ops.push({ op: 'add', path: `/spec/${key}`, value: (after.spec as KubeObject)[key] });
   }
   return ops;
+}
+
+/**
+ * The fields injection reads, with the types the API server guarantees. The route is reachable by
+ * anyone who can reach the port: a body that is not a real pod is a 400, never a crash.
+ */
+function checkPodShape(pod: PodTemplate): void {
+  const bad = (what: string): never => {
+    throw new RequestError(`request.object is not a valid Pod: ${what}`, { rule: 'admission-review-pod' });
+  };
+  const arrayOfObjects = (v: unknown, what: string): void => {
+    if (v !== undefined && !(Array.isArray(v) && v.every(isObject))) bad(`${what} must be a list of objects`);
+  };
+  if (!Array.isArray(pod.spec.containers)) bad('spec.containers must be a list');
+  for (const [field, list] of [['containers', pod.spec.containers], ['initContainers', pod.spec.initContainers]] as const) {
+    arrayOfObjects(list, `spec.${field}`);
+    for (const c of list ?? []) {
+      if (typeof c.name !== 'string') bad(`spec.${field}[].name must be a string`);
+      arrayOfObjects(c.ports, `spec.${field}[].ports`);
+      for (const port of c.ports ?? []) if (typeof port.containerPort !== 'number') bad(`spec.${field}[].ports[].containerPort must be a number`);
+      arrayOfObjects(c.env, `spec.${field}[].env`);
+      arrayOfObjects(c.volumeMounts, `spec.${field}[].volumeMounts`);
+    }
+  }
+  arrayOfObjects(pod.spec.volumes, 'spec.volumes');
+  if (pod.spec.securityContext !== undefined && !isObject(pod.spec.securityContext)) bad('spec.securityContext must be an object');
+  for (const field of ['labels', 'annotations'] as const) {
+    const map = pod.metadata[field];
+    if (map !== undefined && !(isObject(map) && Object.values(map).every((v) => typeof v === 'string'))) bad(`metadata.${field} must map strings to strings`);
+  }
 }
 
 function isObject(v: unknown): v is KubeObject {

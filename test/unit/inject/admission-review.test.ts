@@ -70,6 +70,11 @@ describe('reviewPodAdmission (the injection webhook)', () => {
     ['another apiVersion', { ...review(admittedPod()), apiVersion: 'admission.k8s.io/v1beta1' }],
     ['no request', { kind: 'AdmissionReview', apiVersion: 'admission.k8s.io/v1' }],
     ['no uid', review(admittedPod(), { uid: '' })],
+    ['containers not a list', review({ kind: 'Pod', apiVersion: 'v1', metadata: {}, spec: { containers: {} } })],
+    ['ports not a list', review({ kind: 'Pod', apiVersion: 'v1', metadata: {}, spec: { containers: [{ name: 'a', ports: { containerPort: 1 } }] } })],
+    ['a port that is not a number', review({ kind: 'Pod', apiVersion: 'v1', metadata: {}, spec: { containers: [{ name: 'a', ports: [{ containerPort: '80' }] }] } })],
+    ['volumes of strings', review({ kind: 'Pod', apiVersion: 'v1', metadata: {}, spec: { containers: [{ name: 'a' }], volumes: ['x'] } })],
+    ['annotations that are not strings', review({ kind: 'Pod', apiVersion: 'v1', metadata: { annotations: { a: 1 } }, spec: { containers: [{ name: 'a' }] } })],
   ];
   for (const [name, body] of malformed) {
     it(`refuses a body that is not an AdmissionReview v1 request (${name}) with ERR_REQUEST_INVALID`, () => {
