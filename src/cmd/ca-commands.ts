@@ -1,7 +1,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { dataDirOption, parseTrustDomainFlag, trustDomainOption, type CliIo } from './cli-common.js';
+import { dataDirOption, parseTrustDomainFlag, readStdin, trustDomainOption, type CliIo } from './cli-common.js';
 import type { Clock } from '../clock.js';
 import { formatDuration, parseDurationSeconds } from '../config/duration.js';
 import { ConfigError, IdentityMismatchError, SpiffeIdError } from '../errors.js';
@@ -13,11 +13,8 @@ import { buildCaServeCommand } from './ca-serve-command.js';
 
 export { dataDirOption, parseTrustDomainFlag, trustDomainOption, type CliIo } from './cli-common.js';
 
-async function readInput(path: string): Promise<string> {
-  if (path !== '-') return readFile(path, 'utf8');
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
+async function readInput(io: CliIo, path: string): Promise<string> {
+  return path === '-' ? readStdin(io) : readFile(path, 'utf8');
 }
 
 export function buildCaCommand(io: CliIo): Command {
@@ -124,7 +121,7 @@ export function buildCaCommand(io: CliIo): Command {
       if (id.path === '') {
         throw new ConfigError([`--spiffe-id ${id} is the trust domain's own ID, not a workload's: give a path, e.g. ${id}/ns/default/sa/sleep`]);
       }
-      const csrText = await readInput(opts.csr);
+      const csrText = await readInput(io, opts.csr);
       const { authority, warnings } = await loadAuthorityFromDir(opts.dataDir, io.clock.now());
       for (const w of warnings) io.stderr.write(`meshca: warning: ${w}\n`);
       const ca = new CertificateAuthority({

@@ -10,6 +10,15 @@ export interface CliIo {
   readonly stderr: NodeJS.WritableStream;
   readonly clock: Clock;
   readonly env: NodeJS.ProcessEnv;
+  /** What `-` reads (a CSR, a manifest, a PEM); `process.stdin` in the binary. */
+  readonly stdin: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>;
+}
+
+/** All of standard input, for the commands that take `-` as a file name. */
+export async function readStdin(io: CliIo): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk));
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 export function trustDomainOption(io: CliIo): Option {

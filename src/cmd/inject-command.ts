@@ -5,7 +5,7 @@ import { parseInjectionSettings, type InjectionOptionValues } from '../config/in
 import { ConfigError } from '../errors.js';
 import { injectManifest } from '../inject/manifest-injection.js';
 import { envOption } from './agent-options.js';
-import type { CliIo } from './cli-common.js';
+import { readStdin, type CliIo } from './cli-common.js';
 import { VERSION } from '../version.js';
 
 /** The flags that say what to inject, shared with `ca serve --sidecar-injector`. */
@@ -23,7 +23,7 @@ export function buildInjectCommand(io: CliIo): Command {
     .addOption(new Option('-f, --filename <file>', 'Kubernetes YAML (multi-document; - for stdin)').makeOptionMandatory())
     .action(async (opts: InjectionOptionValues & { filename: string }) => {
       const settings = parseInjectionSettings(opts, VERSION);
-      const text = opts.filename === '-' ? await readStdin() : await readFile(opts.filename, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      const text = opts.filename === '-' ? await readStdin(io) : await readFile(opts.filename, 'utf8').catch((err: NodeJS.ErrnoException) => {
         throw new ConfigError([`-f ${opts.filename}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`], { cause: err });
       });
       const parsed = parseAllDocuments(text);
@@ -35,10 +35,4 @@ export function buildInjectCommand(io: CliIo): Command {
       io.stdout.write(out.filter((d) => d !== null && d !== undefined).map((d) => stringify(d, { lineWidth: 0 })).join('---\n'));
       for (const note of notes) io.stderr.write(`meshca inject: ${note}\n`);
     });
-}
-
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }

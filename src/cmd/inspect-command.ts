@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { ConfigError } from '../errors.js';
-import type { CliIo } from './cli-common.js';
+import { readStdin, type CliIo } from './cli-common.js';
 import { formatDescriptions } from './output.js';
 
 export function buildInspectCommand(io: CliIo): Command {
@@ -14,7 +14,7 @@ export function buildInspectCommand(io: CliIo): Command {
       for (const file of files) {
         let text: string;
         try {
-          text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+          text = file === '-' ? await readStdin(io) : await readFile(file, 'utf8');
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           throw new ConfigError([`${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (err as Error).message}`], { cause: err });
@@ -33,10 +33,4 @@ export function buildInspectCommand(io: CliIo): Command {
       }
       if (opts.json) io.stdout.write(JSON.stringify(all, null, 2) + '\n');
     });
-}
-
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -93,6 +93,7 @@ export async function runCli(argv: readonly string[], io: Partial<CliIo> = {}): 
     stderr: io.stderr ?? process.stderr,
     clock: io.clock ?? systemClock,
     env: io.env ?? process.env,
+    stdin: io.stdin ?? process.stdin,
   };
   const configure = (cmd: Command): void => {
     cmd.exitOverride().configureOutput({ writeOut: (s) => full.stdout.write(s), writeErr: (s) => full.stderr.write(s) });

@@ -1,5 +1,5 @@
-import type { ErrorCode } from '../errors.js';
-import { isIdentityError } from '../errors.js';
+import type { ErrorCode, IdentityError } from '../errors.js';
+import { errorFromCode, isErrorCode, isIdentityError } from '../errors.js';
 
 /**
  * gRPC status codes (grpc/doc/statuscodes.md), as numbers: they are part of the wire protocol,
@@ -53,6 +53,11 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   ERR_UPSTREAM_UNAVAILABLE: 502,
   ERR_UPSTREAM_IDENTITY: 502,
   ERR_CONFIG_INVALID: 500,
+  ERR_BAD_REQUEST: 400,
+  ERR_MEDIA_TYPE_UNSUPPORTED: 415,
+  ERR_REQUEST_TOO_LARGE: 413,
+  ERR_NOT_FOUND: 404,
+  ERR_INTERNAL: 500,
 };
 
 export const GRPC_STATUS: Readonly<Record<ErrorCode, GrpcStatus>> = {
@@ -77,11 +82,16 @@ export const GRPC_STATUS: Readonly<Record<ErrorCode, GrpcStatus>> = {
   ERR_UPSTREAM_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
   ERR_UPSTREAM_IDENTITY: GrpcStatus.UNAVAILABLE,
   ERR_CONFIG_INVALID: GrpcStatus.INTERNAL,
+  ERR_BAD_REQUEST: GrpcStatus.INVALID_ARGUMENT,
+  ERR_MEDIA_TYPE_UNSUPPORTED: GrpcStatus.INVALID_ARGUMENT,
+  ERR_REQUEST_TOO_LARGE: GrpcStatus.RESOURCE_EXHAUSTED,
+  ERR_NOT_FOUND: GrpcStatus.NOT_FOUND,
+  ERR_INTERNAL: GrpcStatus.INTERNAL,
 };
 
 /** What a client is told. Authentication failures reveal nothing about why. */
 export interface PublicError {
-  readonly code: ErrorCode | 'ERR_INTERNAL';
+  readonly code: ErrorCode;
   readonly message: string;
   readonly httpStatus: number;
   readonly grpcStatus: GrpcStatus;
@@ -89,9 +99,9 @@ export interface PublicError {
 
 export function toPublicError(err: unknown): PublicError {
   if (!isIdentityError(err)) {
-    return { code: 'ERR_INTERNAL', message: 'internal error', httpStatus: 500, grpcStatus: GrpcStatus.INTERNAL };
+    return { code: 'ERR_INTERNAL', message: 'internal error', httpStatus: HTTP_STATUS.ERR_INTERNAL, grpcStatus: GRPC_STATUS.ERR_INTERNAL };
   }
-  const internal = err.code === 'ERR_CA_INVALID' || err.code === 'ERR_CONFIG_INVALID';
+  const internal = err.code === 'ERR_CA_INVALID' || err.code === 'ERR_CONFIG_INVALID' || err.code === 'ERR_INTERNAL';
   const message =
     err.code === 'ERR_AUTHN_FAILED'
       ? 'authentication failed'
@@ -100,7 +110,8 @@ export function toPublicError(err: unknown): PublicError {
         : internal
           ? 'internal error'
           : err.message;
-  return { code: internal ? 'ERR_INTERNAL' : err.code, message, httpStatus: HTTP_STATUS[err.code], grpcStatus: GRPC_STATUS[err.code] };
+  const code = internal ? 'ERR_INTERNAL' : err.code;
+  return { code, message, httpStatus: HTTP_STATUS[code], grpcStatus: GRPC_STATUS[code] };
 }
 
 /**
@@ -110,4 +121,18 @@ export function toPublicError(err: unknown): PublicError {
 export function errorLogFields(err: unknown): Record<string, unknown> {
   if (isIdentityError(err)) return { errCode: err.code, errRule: err.rule, errMessage: err.message };
   return { err };
+}
+
+/** Codes a client treats as "the server could not answer now": retried, never a verdict on the request. */
+const SERVER_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['ERR_INTERNAL', 'ERR_CA_NOT_READY', 'ERR_CA_INVALID', 'ERR_CONFIG_INVALID']);
+
+/**
+ * A refusal from a meshca server, as the client raises it. The server's `meshca-error-code`
+ * (gRPC trailer, or `error.code` of an HTTP body) names the verdict exactly: a TTL refusal
+ * stays `ERR_TTL_INVALID`, not "some INVALID_ARGUMENT". `derived` is the error read from the
+ * status alone, for peers that send no code (Istio's CA); it also supplies the message and rule.
+ */
+export function errorFromWire(sentCode: unknown, derived: IdentityError): IdentityError {
+  if (!isErrorCode(sentCode) || sentCode === derived.code || SERVER_FAULTS.has(sentCode)) return derived;
+  return errorFromCode(sentCode, derived.message, { rule: derived.rule, cause: derived.cause });
 }

@@ -134,7 +134,7 @@ describe('HTTP API', () => {
       { name: 'malformed JSON', send: async () => post('{"csr": ', await ca.mint()), status: 400, code: 'ERR_BAD_REQUEST' },
       { name: 'missing csr field', send: async () => post({ ttl: 60 }, await ca.mint()), status: 400, code: 'ERR_BAD_REQUEST', message: /csr/ },
       { name: 'unknown field', send: async () => post({ csr: ecCsr(), spiffeId: 'spiffe://cluster.local/ns/kube-system/sa/admin' }, await ca.mint()), status: 400, code: 'ERR_BAD_REQUEST' },
-      { name: 'wrong content type', send: async () => post('csr=x', await ca.mint(), 'application/x-www-form-urlencoded'), status: 415, code: 'ERR_BAD_REQUEST' },
+      { name: 'wrong content type', send: async () => post('csr=x', await ca.mint(), 'application/x-www-form-urlencoded'), status: 415, code: 'ERR_MEDIA_TYPE_UNSUPPORTED' },
       { name: 'oversized body', send: async () => post({ csr: 'A'.repeat(200_000) }, await ca.mint()), status: 413, code: 'ERR_REQUEST_TOO_LARGE' },
       { name: 'garbage CSR', send: async () => post({ csr: 'hello' }, await ca.mint()), status: 400, code: 'ERR_CSR_INVALID' },
       { name: 'CSR for another identity', send: async () => post({ csr: ecCsr(['spiffe://cluster.local/ns/x/sa/y']) }, await ca.mint()), status: 403, code: 'ERR_IDENTITY_MISMATCH' },

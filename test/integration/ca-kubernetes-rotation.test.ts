@@ -21,7 +21,7 @@ import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { createCsr } from '../../src/pki/csr.js';
 import { loadIstioCaProto } from '../../src/transport/grpc/protos.js';
 import { KubeApiServer } from '../fixtures/kube-api-server.js';
-import { meshca } from '../helpers/cli.js';
+import { runMeshca } from '../helpers/cli.js';
 import { startTestCa, type TestCa } from '../helpers/test-ca-server.js';
 import { eventually } from '../helpers/eventually.js';
 
@@ -46,7 +46,7 @@ describe('ca rotate --kubernetes: a full root rotation with two replicas and tra
   const configMapRoots = (namespace: string): string =>
     (api.getObject('configmaps', namespace, 'meshca-root-cert') as { data?: Record<string, string> } | undefined)?.data?.['root-cert.pem'] ?? '';
   const rotate = (...args: string[]) =>
-    meshca(['ca', 'rotate', '--kubernetes', '--namespace', 'meshca', '--kubeconfig', join(dir, 'kubeconfig.json'), ...args], { env: { POD_NAMESPACE: '', MESHCA_KUBERNETES: '' } });
+    runMeshca(['ca', 'rotate', '--kubernetes', '--namespace', 'meshca', '--kubeconfig', join(dir, 'kubeconfig.json'), ...args], { env: { POD_NAMESPACE: '', MESHCA_KUBERNETES: '' } });
 
   test('prepare, activate, retire: 0 failed issuances and handshakes; every replica follows without a restart', async (t) => {
     const start = (pod: string) => startTestCa({ kubernetes: 'true', kubeconfig: join(dir, 'kubeconfig.json'), podNamespace: 'meshca', podName: pod, rateLimit: '0', rootResyncInterval: '2s' });

@@ -4,20 +4,20 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { meshca, type CliResult } from '../helpers/cli.js';
+import { meshca, runMeshca, type CliResult } from '../helpers/cli.js';
 import { openssl, opensslCsr } from '../helpers/openssl.js';
 
 
-/** `meshca <args>` as a real process. */
+/** `meshca <args>` in process (runCli); the rotation's first step runs as a real process. */
 function cli(args: readonly string[]): Promise<CliResult> {
-  return meshca(args);
+  return runMeshca(args);
 }
 
 function fingerprints(pem: string): string[] {
   return [...pem.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g)].map((m) => new X509Certificate(m[0]).fingerprint256);
 }
 
-describe('meshca ca rotate / ca bundle (real processes)', () => {
+describe('meshca ca rotate / ca bundle', () => {
   let dir: string;
   let dataDir: string;
   const id = 'spiffe://example.org/ns/default/sa/sleep';
@@ -55,7 +55,7 @@ describe('meshca ca rotate / ca bundle (real processes)', () => {
     assert.match(status.stdout, /Trust domain example\.org/);
     assert.match(status.stdout, /planned: +prepare at /);
 
-    const prepared = await cli(['ca', 'rotate', '--prepare', '--data-dir', dataDir]);
+    const prepared = await meshca(['ca', 'rotate', '--prepare', '--data-dir', dataDir]);
     assert.equal(prepared.code, 0, prepared.stderr);
     assert.match(prepared.stdout, /Prepared a new authority/);
     assert.match(prepared.stdout, /bundle: +sequence 2, 2 roots/);

@@ -8,7 +8,7 @@ import { Deployment } from 'kubernetes-models/apps/v1';
 import { Service } from 'kubernetes-models/v1';
 import { parseAllDocuments } from 'yaml';
 
-import { meshca } from '../helpers/cli.js';
+import { meshca, runMeshca } from '../helpers/cli.js';
 
 const APP = `# helloworld, before injection
 apiVersion: v1
@@ -75,7 +75,7 @@ describe('meshca inject -f', () => {
     ]);
 
     // Idempotent, and reads stdin with -f -.
-    const again = await meshca(['inject', '-f', '-', '--sidecar-image', 'registry.example/meshca:0.1.0'], { input: res.stdout });
+    const again = await runMeshca(['inject', '-f', '-', '--sidecar-image', 'registry.example/meshca:0.1.0'], { input: res.stdout });
     assert.equal(again.code, 0, again.stderr);
     assert.equal(again.stdout, res.stdout);
     assert.equal(again.stderr.trim(), 'meshca inject: Deployment default/helloworld: not injected (already injected)');
@@ -96,7 +96,7 @@ describe('meshca inject -f', () => {
   ];
   for (const f of failures) {
     test(`exits 2 with the cause for ${f.name}`, async () => {
-      const res = await meshca(f.args(dir), f.input === undefined ? {} : { input: f.input });
+      const res = await runMeshca(f.args(dir), f.input === undefined ? {} : { input: f.input });
       assert.equal(res.code, 2, res.stderr);
       assert.equal(res.stdout, '');
       assert.match(res.stderr, f.stderr);

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import type { X509SVIDResponse__Output } from '../../src/generated/workload/X509SVIDResponse.js';
 import { loadWorkloadProto } from '../../src/transport/grpc/protos.js';
-import { meshca } from '../helpers/cli.js';
+import { runMeshca } from '../helpers/cli.js';
 import { openssl } from '../helpers/openssl.js';
 import { freePort, startMeshca, startProcess, type RunningProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/eventually.js';
@@ -21,7 +21,7 @@ describe('end to end: real `meshca ca serve` and `meshca agent` processes on loo
   let httpPort: string;
 
   const startAgent = async (sa: string, ttl: string, options: { caHttpAddress?: boolean } = {}): Promise<{ out: string; socket: string; agent: RunningProcess }> => {
-    const token = (await meshca(['token', '--data-dir', join(dir, 'ca'), '--namespace', 'default', '--service-account', sa])).stdout.trim();
+    const token = (await runMeshca(['token', '--data-dir', join(dir, 'ca'), '--namespace', 'default', '--service-account', sa])).stdout.trim();
     const tokenFile = join(dir, `${sa}.token`);
     await writeFile(tokenFile, token, { mode: 0o600 });
     const out = join(dir, sa);

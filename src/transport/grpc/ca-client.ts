@@ -14,7 +14,7 @@ import {
   RateLimitedError,
   type IdentityError,
 } from '../../errors.js';
-import { GrpcStatus } from '../status.js';
+import { errorFromWire, GrpcStatus } from '../status.js';
 import { decodeIstioCertificateResponse, encodeIstioCertificateRequest, ProtobufDecodeError } from './protobuf-wire.js';
 import { UnaryChannel, type ConnectionFailure, type UnaryResult } from './unary-channel.js';
 
@@ -103,6 +103,13 @@ export function createGrpcCaClient(options: GrpcCaClientOptions): GrpcCaClient {
  * with backoff); the CA's verdicts keep their meaning so logs say what to fix.
  */
 export function caErrorFromGrpc(
+  result: Exclude<UnaryResult, { status: typeof GrpcStatus.OK }>,
+  target: { readonly address: string; readonly serverName?: string | undefined; readonly service?: string },
+): IdentityError {
+  return errorFromWire(result.errorCode, errorFromStatus(result, target));
+}
+
+function errorFromStatus(
   result: Exclude<UnaryResult, { status: typeof GrpcStatus.OK }>,
   target: { readonly address: string; readonly serverName?: string | undefined; readonly service?: string },
 ): IdentityError {

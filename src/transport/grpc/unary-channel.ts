@@ -38,7 +38,13 @@ export interface UnaryCall {
 /** A call's outcome: status OK with the response message, or a status and why. */
 export type UnaryResult =
   | { readonly status: typeof GrpcStatus.OK; readonly message: Buffer }
-  | { readonly status: Exclude<GrpcStatus, typeof GrpcStatus.OK>; readonly details: string; readonly cause?: ConnectionFailure };
+  | {
+      readonly status: Exclude<GrpcStatus, typeof GrpcStatus.OK>;
+      readonly details: string;
+      readonly cause?: ConnectionFailure;
+      /** The `meshca-error-code` trailer, when the server sent one. */
+      readonly errorCode?: string;
+    };
 
 /** A connection that failed before any answer: the socket or TLS error, and the server's certificate. */
 export interface ConnectionFailure {
@@ -201,7 +207,12 @@ export class UnaryChannel {
           return;
         }
         if (status !== GrpcStatus.OK) {
-          finish({ status: status as Exclude<GrpcStatus, typeof GrpcStatus.OK>, details: decodeGrpcMessage(statusHeaders['grpc-message']) });
+          const errorCode = statusHeaders['meshca-error-code'];
+          finish({
+            status: status as Exclude<GrpcStatus, typeof GrpcStatus.OK>,
+            details: decodeGrpcMessage(statusHeaders['grpc-message']),
+            ...(typeof errorCode === 'string' ? { errorCode } : {}),
+          });
           return;
         }
         const body = Buffer.concat(chunks);

@@ -3,9 +3,11 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyReply,
   type FastifyServerFactory,
 } from 'fastify';
 import type { IssuanceService } from '../../ca/issuance-service.js';
+import { HttpRequestError } from '../../errors.js';
 import type { InjectionSettings } from '../../inject/pod-injection.js';
 import type { Logger } from '../../log.js';
 import type { CaMetrics } from '../metrics.js';
@@ -47,27 +49,21 @@ export function buildHttpApp(deps: HttpAppDeps): FastifyInstance {
   });
 
   // One JSON error shape for everything, including framework-level failures.
+  const send = (reply: FastifyReply, err: unknown): void => {
+    const pub = toPublicError(err);
+    void reply.status(pub.httpStatus).send({ error: { code: pub.code, message: pub.message } });
+  };
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      void reply.status(413).send({ error: { code: 'ERR_REQUEST_TOO_LARGE', message: 'request body too large' } });
-      return;
-    }
-    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      void reply.status(415).send({ error: { code: 'ERR_BAD_REQUEST', message: 'content-type must be application/json' } });
-      return;
-    }
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return send(reply, new HttpRequestError('ERR_REQUEST_TOO_LARGE', 'request body too large'));
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return send(reply, new HttpRequestError('ERR_MEDIA_TYPE_UNSUPPORTED', 'content-type must be application/json'));
     // Schema violations, malformed JSON and other framework-detected client errors.
     if (err.validation || (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500)) {
-      void reply.status(400).send({ error: { code: 'ERR_BAD_REQUEST', message: err.message } });
-      return;
+      return send(reply, new HttpRequestError('ERR_BAD_REQUEST', err.message));
     }
-    const pub = toPublicError(err);
-    if (pub.code === 'ERR_INTERNAL') request.log.error({ err }, 'request failed');
-    void reply.status(pub.httpStatus).send({ error: { code: pub.code, message: pub.message } });
+    if (toPublicError(err).code === 'ERR_INTERNAL') request.log.error({ err }, 'request failed');
+    return send(reply, err);
   });
-  app.setNotFoundHandler((request, reply) => {
-    void reply.status(404).send({ error: { code: 'ERR_NOT_FOUND', message: `no route for ${request.method} ${request.url}` } });
-  });
+  app.setNotFoundHandler((request, reply) => send(reply, new HttpRequestError('ERR_NOT_FOUND', `no route for ${request.method} ${request.url}`)));
 
   void app.register(certificateRoutes, { issuance: deps.issuance, metrics: deps.metrics, bundle: deps.bundle });
   void app.register(jwtSvidRoutes, { issuance: deps.issuance });

@@ -2,6 +2,7 @@ import { request } from 'node:https';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWK } from 'jose';
 import type { TokenSource } from '../../agent/ports.js';
 import { AuthnError, CaNotReadyError, IdentityMismatchError, RequestError, type IdentityError } from '../../errors.js';
+import { errorFromWire } from '../status.js';
 import type { TrustDomain } from '../../spiffe/trust-domain.js';
 import { parseSpiffeId } from '../../spiffe/spiffe-id.js';
 import type { JwtSvidProvider, JwtSvidResult, JwtValidationResult } from '../grpc/workload-api-server.js';
@@ -136,13 +137,21 @@ function splitAddress(address: string): [string, number] {
 
 function errorFromStatus(res: Response): IdentityError {
   let message = `CA answered ${res.status}`;
+  let code: unknown;
   try {
-    message = (JSON.parse(res.body) as { error?: { message?: string } }).error?.message ?? message;
+    const error = (JSON.parse(res.body) as { error?: { code?: unknown; message?: string } }).error;
+    message = error?.message ?? message;
+    code = error?.code;
   } catch {
     // not JSON; keep the status line
   }
-  if (res.status === 401) return new AuthnError(message, { rule: 'ca-rejected-token' });
-  if (res.status === 403) return new IdentityMismatchError(message, { rule: 'ca-denied' });
-  if (res.status === 400) return new RequestError(message, { rule: 'ca-rejected-request' });
-  return new CaNotReadyError(message, { rule: 'unavailable' });
+  const derived =
+    res.status === 401
+      ? new AuthnError(message, { rule: 'ca-rejected-token' })
+      : res.status === 403
+        ? new IdentityMismatchError(message, { rule: 'ca-denied' })
+        : res.status === 400
+          ? new RequestError(message, { rule: 'ca-rejected-request' })
+          : new CaNotReadyError(message, { rule: 'unavailable' });
+  return errorFromWire(code, derived);
 }

@@ -13,7 +13,8 @@
  */
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { isIdentityError } from '../../errors.js';
+import { AuthzDeniedError, isIdentityError, SvidUntrustedError, type IdentityError } from '../../errors.js';
+import { toPublicError } from '../status.js';
 import type { SpiffeId } from '../../spiffe/spiffe-id.js';
 import { findPeerIdentity, isMtlsEnabled } from '../../tls/index.js';
 
@@ -33,8 +34,13 @@ export interface FastifyMtlsOptions {
   readonly authorize?: (request: FastifyRequest) => void | boolean | Promise<void | boolean>;
 }
 
+function refuse(reply: FastifyReply, err: IdentityError): void {
+  const pub = toPublicError(err);
+  void reply.status(pub.httpStatus).send({ error: { code: pub.code, message: pub.message } });
+}
+
 function deny(reply: FastifyReply, message: string): void {
-  void reply.status(403).send({ error: { code: 'ERR_AUTHZ_DENIED', message } });
+  refuse(reply, new AuthzDeniedError(message));
 }
 
 const plugin: FastifyPluginCallback<FastifyMtlsOptions> = (app, options, done) => {
@@ -63,7 +69,7 @@ const plugin: FastifyPluginCallback<FastifyMtlsOptions> = (app, options, done) =
     const identity = findPeerIdentity(request.raw);
     if (identity === undefined) {
       // Unreachable through a guarded server; inject() and the like have no TLS peer. Fail closed.
-      void reply.status(401).send({ error: { code: 'ERR_SVID_UNTRUSTED', message: 'no verified client certificate' } });
+      refuse(reply, new SvidUntrustedError('no verified client certificate'));
       return;
     }
     request.peerSpiffeId = identity.id;

@@ -22,7 +22,7 @@ const DEFAULTS: AgentOptionValues = {
 
 /** Parses argv with the real command but captures the option values instead of running. */
 async function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<AgentOptionValues> {
-  const io = { stdout: new PassThrough(), stderr: new PassThrough(), clock: new ManualClock(), env };
+  const io = { stdout: new PassThrough(), stderr: new PassThrough(), clock: new ManualClock(), env, stdin: [] };
   const command = buildAgentCommand(io).exitOverride();
   let captured: AgentOptionValues | undefined;
   command.action((opts: AgentOptionValues) => {

@@ -78,7 +78,7 @@ function parsedOptions(container: Record<string, unknown> & { args: string[] }, 
   const env: Record<string, string> = { POD_NAMESPACE: 'default' };
   for (const e of (container['env'] ?? []) as { name: string; value?: string }[]) if (e.value !== undefined) env[e.name] = e.value;
   const sink = new Writable({ write: (_c, _e, done) => done() });
-  const io = { stdout: sink, stderr: sink, clock: systemClock, env };
+  const io = { stdout: sink, stderr: sink, clock: systemClock, env, stdin: [] };
   const command = expected === 'sidecar' ? buildSidecarCommand(io) : buildAgentCommand(io);
   let values: unknown;
   command.exitOverride().action((opts: unknown) => {

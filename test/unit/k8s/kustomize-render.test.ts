@@ -42,7 +42,7 @@ function caConfigOf(deployment: V1Deployment): CaServeConfig {
   Object.assign(process.env, env);
   try {
     const sink = new Writable({ write: (_c, _e, done) => done() });
-    const ca = buildCaServeCommand({ stdout: sink, stderr: sink, clock: systemClock, env: process.env });
+    const ca = buildCaServeCommand({ stdout: sink, stderr: sink, clock: systemClock, env: process.env, stdin: [] });
     let config: CaServeConfig | undefined;
     ca.exitOverride().action((_o: unknown, command: { opts(): Record<string, unknown> }) => {
       config = parseCaServeConfig(command.opts());
